@@ -1,0 +1,274 @@
+"""TGAN (Saito, Matsumoto & Saito, ICCV 2017) as ndevgan's ``backbone.tgan``.
+
+Also registers TGAN's original temporal generator as ``temporal.conv1d``. Architecture and
+protocol as REFERENCE.md §3: the temporal generator G0 turns z ~ U(-1, 1)^100 into 16 frame
+latents with 1-D transposed convolutions; the image generator G1 renders each frame from
+(z, z_t); a 3-D convolutional critic scores videos; WGAN loss with singular value clipping
+every 5 iterations; RMSprop at 5e-5; batch 32. The ``tiny`` preset (32×32, narrower) trains on
+a CPU in minutes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from torch import nn
+
+import ndevgan_core as nd
+from ndevgan_core.config import non_negative, one_of, option, positive, power_of_two
+from ndevgan_core.errors import ConfigError
+from ndevgan_core.losses import singular_value_clip, wgan_discriminator_loss, wgan_generator_loss
+
+# ------------------------------------------------------------------------------------------
+# temporal.conv1d — TGAN's G0
+
+
+@attrs.frozen
+class Conv1dTemporalConfig:
+    """Options of TGAN's 1-D convolutional temporal generator."""
+
+    channels: int = option(512, "width of the first layer; later layers halve it twice", positive)
+
+
+class Conv1dTemporal(nd.TemporalGenerator):
+    """G0: one latent → T latents by 1-D transposed convolutions (discrete time only).
+
+    z is a length-1 sequence; ConvTranspose1d(k=1) to ``channels``, then log2(T) layers of
+    ConvTranspose1d(k4, s2, p1) that double the length (widths c, c/2, c/4, c/4, …), batch
+    norm + ReLU after each but the last, which ends in tanh.
+    """
+
+    continuous = False
+
+    def __init__(self, config: Conv1dTemporalConfig, spec: nd.TemporalSpec) -> None:
+        super().__init__(spec, "temporal.conv1d")
+        if len(spec.latent_shape) != 1 or spec.input_shape != spec.latent_shape:
+            raise ConfigError(
+                "temporal.conv1d works on vector latents with input and output of one size; "
+                f"this backbone asks for {spec.input_shape} → {spec.latent_shape}"
+            )
+        frames = spec.frames
+        if frames < 2 or frames & (frames - 1):
+            raise ConfigError(f"temporal.conv1d needs a power-of-two frame count, got {frames}")
+        dim = spec.latent_shape[0]
+        c = config.channels
+        widths = [max(c // 2 ** min(i, 2), 1) for i in range(int(math.log2(frames)))]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose1d(dim, widths[0], 1, bias=False),
+            nn.BatchNorm1d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        for i, width in enumerate(widths):
+            last = i == len(widths) - 1
+            out = dim if last else widths[i + 1]
+            layers.append(nn.ConvTranspose1d(width, out, 4, 2, 1, bias=last))
+            layers += [nn.Tanh()] if last else [nn.BatchNorm1d(out), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(B, D) → (B, T, D) at the training grid."""
+        return self.net(z.unsqueeze(-1)).transpose(1, 2)
+
+
+def build_conv1d(config: Conv1dTemporalConfig, spec: nd.TemporalSpec) -> Conv1dTemporal:
+    """Factory of ``temporal.conv1d``."""
+    return Conv1dTemporal(config, spec)
+
+
+# ------------------------------------------------------------------------------------------
+# backbone.tgan
+
+
+@attrs.frozen
+class TGANConfig:
+    """Options of the TGAN backbone (defaults: the paper; ``preset = "tiny"`` for CPUs)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "tiny": {"size": 32, "g_channels": 16, "d_channels": 16, "batch_size": 8, "lr": 2e-4},
+    }
+
+    preset: str = option(
+        "paper", "paper (64×64, batch 32) or tiny (32×32, narrow, batch 8)", one_of("paper", "tiny")
+    )
+    size: int = option(64, "frame height and width in pixels", power_of_two)
+    frames: int = option(16, "frames per video", power_of_two)
+    latent_dim: int = option(100, "size of z and of each frame latent", positive)
+    g_channels: int = option(
+        32, "image G: channels of the last up-convolution (×2 per level)", positive
+    )
+    d_channels: int = option(
+        64, "critic: channels of the first 3-D convolution (×2 per layer)", positive
+    )
+    batch_size: int = option(32, "videos per batch", positive)
+    lr: float = option(5e-5, "RMSprop learning rate of both networks", positive)
+    clip_every: int = option(
+        5, "singular value clipping every N iterations (0: never)", non_negative
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.size < 8:
+            raise ConfigError(f"size: expected a power of two >= 8, got {self.size}")
+        layers = int(math.log2(self.size // 4))
+        if self.frames < 2**layers:
+            raise ConfigError(
+                f"frames: the critic halves time {layers} times at size {self.size}, so it "
+                f"needs at least {2**layers} frames; got {self.frames}"
+            )
+
+
+class ImageGenerator(nd.ImageGenerator):
+    """G1: (z_slow, z_fast) → a frame. Each latent → Linear (no bias) + BN + ReLU to
+    (c/2)×4×4, concatenated to c×4×4, then up-convolutions (k4 s2 p1, no bias, BN + ReLU)
+    halving channels to ``g_channels`` at full size, and a 3×3 convolution to RGB + tanh."""
+
+    def __init__(self, config: TGANConfig) -> None:
+        super().__init__()
+        levels = int(math.log2(config.size // 4))
+        top = config.g_channels * 2**levels
+        self.top = top
+        self.fc_slow = nn.Sequential(
+            nn.Linear(config.latent_dim, top // 2 * 16, bias=False),
+            nn.BatchNorm1d(top // 2 * 16),
+            nn.ReLU(inplace=True),
+        )
+        self.fc_fast = nn.Sequential(
+            nn.Linear(config.latent_dim, top // 2 * 16, bias=False),
+            nn.BatchNorm1d(top // 2 * 16),
+            nn.ReLU(inplace=True),
+        )
+        layers: list[nn.Module] = []
+        c = top
+        for _ in range(levels):
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(inplace=True),
+            ]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, 3, 3, 1, 1), nn.Tanh()]
+        self.up = nn.Sequential(*layers)
+
+    def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
+        b, t = latents.shape[:2]
+        slow = self.fc_slow(z).view(b, 1, self.top // 2, 4, 4).expand(b, t, -1, -1, -1)
+        fast = self.fc_fast(latents.reshape(b * t, -1)).view(b, t, self.top // 2, 4, 4)
+        h = torch.cat([slow, fast], dim=2).reshape(b * t, self.top, 4, 4)
+        frames = self.up(h)
+        return frames.view(b, t, *frames.shape[1:])
+
+
+class Critic(nn.Module):
+    """The 3-D convolutional critic: Conv3d k4 s2 p1 layers (BN after all but the first,
+    LeakyReLU 0.2) down to 4×4 pixels, then one convolution over the remaining extent to a
+    score. At 16×64×64 that is 3→64→128→256→512, 512×1×4×4, and a 4×4 kernel (the paper's
+    Conv2d(512, 1, 4)). Works for any batch size."""
+
+    def __init__(self, config: TGANConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in, c = 3, config.d_channels
+        n = int(math.log2(config.size // 4))
+        for i in range(n):
+            layers.append(nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0))
+            if i > 0:
+                layers.append(nn.BatchNorm3d(c))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in, c = c, c * 2
+        self.features = nn.Sequential(*layers)
+        self.score = nn.Conv3d(c_in, 1, (config.frames // 2**n, 4, 4))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, 3, T, H, W) → scores (B,)."""
+        return self.score(self.features(video)).flatten()
+
+
+class TGAN(nd.VideoGAN):
+    """TGAN's networks and its WGAN + singular value clipping training step."""
+
+    def __init__(self, config: TGANConfig, temporal: nd.TemporalGenerator) -> None:
+        super().__init__()
+        self.config = config
+        self.generator = nd.VideoGenerator(
+            temporal, ImageGenerator(config), (config.latent_dim,), "uniform"
+        )
+        self.discriminators = nn.ModuleDict({"video": Critic(config)})
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """RMSprop for the generator and the critic."""
+        lr = self.config.lr
+        return {
+            "generator": torch.optim.RMSprop(self.generator.parameters(), lr=lr),
+            "discriminator": torch.optim.RMSprop(self.discriminators.parameters(), lr=lr),
+        }
+
+    def training_step(
+        self,
+        real: torch.Tensor,
+        step: int,
+        optimizers: dict[str, torch.optim.Optimizer],
+        rng: torch.Generator,
+    ) -> dict[str, float]:
+        """One critic step (then clipping every ``clip_every``) and one generator step."""
+        g, d = self.generator, self.discriminators["video"]
+        b = real.shape[0]
+        with torch.no_grad():
+            fake = g(g.sample_z(b, rng, real.device))
+        d_real, d_fake = d(real).mean(), d(fake).mean()
+        loss_d = wgan_discriminator_loss(d_real, d_fake)
+        optimizers["discriminator"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        optimizers["discriminator"].step()
+        if self.config.clip_every and (step + 1) % self.config.clip_every == 0:
+            singular_value_clip(d)
+
+        d.requires_grad_(False)
+        try:
+            loss_g = wgan_generator_loss(d(g(g.sample_z(b, rng, real.device))))
+            optimizers["generator"].zero_grad(set_to_none=True)
+            loss_g.backward()
+            optimizers["generator"].step()
+        finally:
+            d.requires_grad_(True)
+        return {
+            "loss_d": loss_d.item(),
+            "loss_g": loss_g.item(),
+            "d_real": d_real.item(),
+            "d_fake": d_fake.item(),
+        }
+
+
+class TGANBackbone(nd.Backbone):
+    """The TGAN backbone as the core sees it: specs, and the GAN around a temporal G."""
+
+    default_temporal = "temporal.conv1d"
+
+    def __init__(self, config: TGANConfig) -> None:
+        self.config = config
+        self.batch_size = config.batch_size
+
+    def temporal_spec(self) -> nd.TemporalSpec:
+        """Vector latents of ``latent_dim`` from z of the same size; the paper's time grid."""
+        shape = (self.config.latent_dim,)
+        spec = nd.TemporalSpec(shape, shape, self.config.frames)
+        reference = nd.count_parameters(Conv1dTemporal(Conv1dTemporalConfig(), spec))
+        return attrs.evolve(spec, reference_params=reference)
+
+    def video_spec(self) -> nd.VideoSpec:
+        """RGB videos of ``frames`` × ``size`` × ``size``."""
+        return nd.VideoSpec(self.config.frames, self.config.size, self.config.size, 3)
+
+    def build(self, temporal: nd.TemporalGenerator) -> TGAN:
+        """TGAN with ``temporal`` as its temporal generator."""
+        return TGAN(self.config, temporal)
+
+
+@nd.hookimpl
+def register_components(register: Any) -> None:
+    """Register ``backbone.tgan`` and ``temporal.conv1d``."""
+    register("backbone.tgan", TGANBackbone, TGANConfig)
+    register("temporal.conv1d", build_conv1d, Conv1dTemporalConfig)

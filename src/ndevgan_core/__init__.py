@@ -1,0 +1,67 @@
+"""ndevgan's core: contracts, plugin registry, configuration, solvers and the trainer.
+
+The public API, in the spirit of torchdiffeq (a small surface over tables of components):
+
+- :func:`list_plugins` / :func:`get_plugin` — the registered components by name;
+- :data:`hookimpl` — decorate plugin hooks (see :mod:`ndevgan_core.hookspecs`);
+- the contracts a plugin implements: :class:`TemporalGenerator`, :class:`ImageGenerator`,
+  :class:`VideoGAN`, :class:`Backbone`, :class:`VideoDataset`, with :class:`TemporalSpec`
+  and :class:`VideoSpec`;
+- :func:`odeint` and :class:`ODESolverOptions` to integrate a plugin's vector field;
+- :func:`train`, :func:`load_generator` — train from a config, generate from a checkpoint.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("ndevgan")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0+unknown"
+
+from .config import build_config, option
+from .contracts import (
+    Backbone,
+    ImageGenerator,
+    TemporalGenerator,
+    TemporalSpec,
+    VideoDataset,
+    VideoGAN,
+    VideoGenerator,
+    VideoSpec,
+    count_parameters,
+)
+from .errors import CheckpointError, ConfigError, NdevganError, PluginError
+from .hookspecs import hookimpl
+from .registry import Registry, default_registry, get_plugin, list_plugins
+from .sampling import load_generator, train
+from .solvers import ODESolverOptions, odeint
+
+__all__ = [
+    "Backbone",
+    "CheckpointError",
+    "ConfigError",
+    "ImageGenerator",
+    "NdevganError",
+    "ODESolverOptions",
+    "PluginError",
+    "Registry",
+    "TemporalGenerator",
+    "TemporalSpec",
+    "VideoDataset",
+    "VideoGAN",
+    "VideoGenerator",
+    "VideoSpec",
+    "__version__",
+    "build_config",
+    "count_parameters",
+    "default_registry",
+    "get_plugin",
+    "hookimpl",
+    "list_plugins",
+    "load_generator",
+    "odeint",
+    "option",
+    "train",
+]

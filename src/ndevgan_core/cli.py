@@ -1,0 +1,260 @@
+"""The ``ndevgan`` command line: run, sample, plugins, info (and plugins' own commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import describe_options
+from .errors import NdevganError
+from .registry import PluginWarning, Registry, default_registry
+
+
+def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, PluginWarning):
+        click.echo(f"Warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, *args, **kwargs), err=True, nl=False)
+
+
+class _Group(click.Group):
+    """Turns ndevgan's input errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NdevganError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ndevgan")
+def cli() -> None:
+    """ndevgan: video GANs whose temporal generator is a neural ODE or SDE."""
+
+
+def _registry() -> Registry:
+    return default_registry()
+
+
+def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that select plugins and settings, shared by ``run`` and ``info``."""
+    fn = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="SECTION.KEY=VALUE",
+        help="Override one option, e.g. run.iterations=100 or temporal.ode.method=dopri5.",
+    )(fn)
+    fn = click.option(
+        "--plugin",
+        "plugins",
+        multiple=True,
+        metavar="KIND.NAME",
+        help="Select a component, e.g. backbone.tgan, temporal.ode, dataset.shapes. Naming a "
+        "backbone starts from its defaults (the paper's sizes, its original temporal generator) "
+        "instead of the demo config.",
+    )(fn)
+    fn = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="A TOML config file. Without one (and without --plugin backbone.*), the embedded "
+        "demo config (TGAN-ODE tiny on dataset.shapes) is the base.",
+    )(fn)
+    return fn
+
+
+def resolve_cli_config(
+    config_file: str | None, plugins: Sequence[str], overrides: Sequence[str], registry: Registry
+) -> Any:
+    """Merge the demo base (when no file is given), the file, --plugin and --set; validate."""
+    from .runconfig import demo_config, raw_config, resolve
+
+    naming_backbone = any(p.startswith("backbone.") for p in plugins)
+    base = None if config_file or naming_backbone else demo_config()
+    raw = raw_config(config_file, plugins, overrides, base=base)
+    return resolve(raw, registry)
+
+
+@cli.command()
+@config_options
+@click.option(
+    "--resume",
+    type=click.Path(exists=True),
+    metavar="RUN_DIR|CHECKPOINT",
+    help="Continue a run from its newest checkpoint (or the one given).",
+)
+def run(
+    config_file: str | None,
+    plugins: tuple[str, ...],
+    overrides: tuple[str, ...],
+    resume: str | None,
+) -> None:
+    """Train a video GAN. With no arguments: TGAN-ODE `tiny` on the built-in shapes dataset.
+
+    Each run writes its own directory (default runs/<time>-<backbone>-<temporal>): the
+    resolved config.toml, log.jsonl, checkpoints/ and samples/ (MP4/GIF grids, PNG strips).
+    Ctrl-C stops after the current step with a checkpoint; --resume continues it exactly.
+    """
+    from .checkpoint import load_checkpoint
+    from .runconfig import raw_config, resolve
+    from .sampling import train
+
+    registry = _registry()
+    if resume is not None:
+        if config_file or plugins:
+            raise click.UsageError(
+                "--resume takes the config from the checkpoint; use only "
+                "--set run.KEY=VALUE with it"
+            )
+        saved = load_checkpoint(resume)["config"]
+        for expr in overrides:
+            if not expr.startswith("run."):
+                raise click.UsageError(f"--set {expr}: only run.* settings may change on resume")
+        config = resolve(raw_config(None, (), overrides, base=saved), registry)
+    else:
+        config = resolve_cli_config(config_file, plugins, overrides, registry)
+    run_dir = train(config, registry, resume=resume)
+    click.echo(f"run directory: {run_dir}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option(
+    "--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="Number of videos."
+)
+@click.option(
+    "--out",
+    default="samples.mp4",
+    show_default=True,
+    type=click.Path(),
+    help="Output grid video (.mp4 or .gif); a PNG strip is written beside it.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the latents.")
+@click.option("--fps", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+def sample(checkpoint: str, n: int, out: str, seed: int, fps: int, device: str) -> None:
+    """Generate videos from a checkpoint (a file, or a run directory's newest one)."""
+    from . import media
+    from .sampling import load_generator, sample_videos
+    from .trainer import resolve_device
+
+    out_path = Path(out)
+    if out_path.suffix.lower() not in media.VIDEO_SUFFIXES:
+        raise click.BadParameter(
+            f"expected a file ending in {' or '.join(media.VIDEO_SUFFIXES)}", param_hint="--out"
+        )
+    loaded = load_generator(checkpoint, _registry(), device=resolve_device(device))
+    videos = media.to_uint8(sample_videos(loaded.generator, n, seed=seed))
+    media.write_video(out_path, media.video_grid(videos), fps=fps)
+    strip = media.write_png(out_path.with_suffix(".png"), media.frame_strip(videos))
+    click.echo(f"wrote {n} videos from step {loaded.step}: {out_path} and {strip}")
+
+
+def plugin_records(registry: Registry, kind: str | None = None) -> list[dict[str, Any]]:
+    """Everything ``ndevgan plugins`` shows, as plain data."""
+    records = []
+    for comp in registry.load_all():
+        if kind and comp.kind != kind:
+            continue
+        records.append(
+            {
+                "name": comp.name,
+                "kind": comp.kind,
+                "package": comp.provider.package,
+                "version": comp.provider.version,
+                "builtin": comp.provider.builtin,
+                "module": comp.provider.plugin,
+                "summary": comp.summary,
+                "options": [
+                    {
+                        "name": o.name,
+                        "type": o.type,
+                        "default": o.default,
+                        "help": o.help,
+                        **({"choices": list(o.choices)} if o.choices else {}),
+                    }
+                    for o in describe_options(comp.config_class)
+                ],
+            }
+        )
+    return records
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--kind",
+    type=click.Choice(["backbone", "temporal", "dataset", "metric", "logger"]),
+    help="Only this kind.",
+)
+@click.option(
+    "--options/--no-options",
+    default=True,
+    show_default=True,
+    help="List each plugin's options under it.",
+)
+def plugins_command(as_json: bool, kind: str | None, options: bool) -> None:
+    """List the installed plugins: name, kind, package, version, summary and options."""
+    registry = _registry()
+    records = plugin_records(registry, kind)
+    if as_json:
+        click.echo(json.dumps(records, indent=2, default=str))
+        return
+    header = ("NAME", "KIND", "PACKAGE", "VERSION", "SUMMARY")
+    rows = [(r["name"], r["kind"], r["package"], r["version"], r["summary"]) for r in records]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)][:4]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        record = next((r for r in records if r["name"] == row[0]), None)
+        if options and record:
+            for o in record["options"]:
+                click.echo(f"    {o['name']} = {o['default']!r}  ({o['type']}) {o['help']}")
+    for broken in registry.broken:
+        click.echo(f"skipped: {broken.provider.describe()}: {broken.error}", err=True)
+
+
+@cli.command()
+@config_options
+def info(config_file: str | None, plugins: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Print the parameter count of each module of the GAN a config builds."""
+    from .runconfig import assemble
+
+    registry = _registry()
+    config = resolve_cli_config(config_file, plugins, overrides, registry)
+    parts = assemble(config, registry)
+    counts = parts.gan.module_parameter_counts()
+    p = config.plugins
+    preset = getattr(config.components[p.backbone], "preset", None)
+    click.echo(
+        f"backbone {p.backbone}"
+        + (f" ({preset} preset)" if preset else "")
+        + f", temporal {p.temporal}"
+    )
+    width = max(len(k) for k in counts)
+    for name, n in counts.items():
+        click.echo(f"  {name.ljust(width)}  {n:>12,}")
+    gen = sum(n for k, n in counts.items() if k.startswith("generator."))
+    disc = sum(n for k, n in counts.items() if k.startswith("discriminator."))
+    click.echo(f"  {'generator (total)'.ljust(width)}  {gen:>12,}")
+    click.echo(f"  {'discriminators (total)'.ljust(width)}  {disc:>12,}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``ndevgan`` console script."""
+    warnings.showwarning = _show_warning
+    try:
+        registry = _registry()
+        registry.hook.register_commands(cli=cli)
+    except NdevganError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    cli.main(args=list(argv) if argv is not None else None, prog_name="ndevgan")

@@ -1,0 +1,244 @@
+"""The contracts between the core and its plugins (DESIGN.md, "Contracts").
+
+The paper's Figure 1: a latent ``z`` goes through a :class:`TemporalGenerator` to one latent per
+frame, an :class:`ImageGenerator` turns each into a frame, and :class:`VideoGenerator` composes
+the two. A :class:`Backbone` (TGAN, MoCoGAN, TGANv2) says what its temporal generator must
+produce (:class:`TemporalSpec`) and builds a :class:`VideoGAN` around any temporal generator that
+fits: the generator, its discriminator(s), optimisers and one training step.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+@attrs.frozen
+class VideoSpec:
+    """The shape of the videos a backbone generates and trains on."""
+
+    frames: int
+    height: int
+    width: int
+    channels: int = 3
+
+
+@attrs.frozen
+class TemporalSpec:
+    """What a backbone asks of a temporal generator.
+
+    ``input_shape`` is the shape (per sample) of the latent the temporal generator starts
+    from; ``latent_shape`` is the shape of each frame's latent it must produce — a vector for
+    TGAN/MoCoGAN, a feature map for TGANv2. Frame ``k`` of ``frames`` sits at time
+    ``t_start + k (t_end - t_start) / (frames - 1)`` (the paper: ``linspace(0, 1, 16)``).
+    """
+
+    input_shape: tuple[int, ...]
+    latent_shape: tuple[int, ...]
+    frames: int
+    t_start: float = 0.0
+    t_end: float = 1.0
+    reference_params: int | None = None
+    """Parameter count of the backbone's original temporal generator, if it has one."""
+
+    def times(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """The training time grid: ``frames`` evenly spaced times from t_start to t_end."""
+        return torch.linspace(self.t_start, self.t_end, self.frames, device=device)
+
+
+class TemporalGenerator(nn.Module, abc.ABC):
+    """Maps a latent ``z`` of shape ``(B, *input_shape)`` to ``(B, T, *latent_shape)``.
+
+    ``t`` is a 1-D tensor of ``T`` times. A ``continuous`` generator accepts any grid
+    (increasing or decreasing, negative times allowed); a discrete one accepts only the
+    training grid and refuses others with a clear message (:meth:`check_times`). A
+    ``stochastic`` generator also draws noise.
+    """
+
+    continuous: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self, spec: TemporalSpec, name: str) -> None:
+        super().__init__()
+        self.spec = spec
+        self.plugin_name = name
+
+    @abc.abstractmethod
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Return the latents of the frames at times ``t``: ``(B, len(t), *latent_shape)``."""
+
+    def check_times(self, t: torch.Tensor) -> None:
+        """Refuse a time grid this generator cannot produce, naming the plugin and the grid."""
+        if t.ndim != 1 or t.numel() < 1:
+            raise ConfigError(f"{self.plugin_name}: times must be a non-empty 1-D tensor")
+        if self.continuous:
+            return
+        grid = self.spec.times(t.device).to(t.dtype)
+        if t.shape != grid.shape or not torch.allclose(t, grid, atol=1e-6):
+            raise ConfigError(
+                f"{self.plugin_name} is a discrete temporal generator: it produces exactly "
+                f"{self.spec.frames} frames at t = linspace({self.spec.t_start:g}, "
+                f"{self.spec.t_end:g}, {self.spec.frames}). Use a continuous one (e.g. "
+                "temporal.ode) for other time grids."
+            )
+
+
+class ImageGenerator(nn.Module, abc.ABC):
+    """Turns each frame's latent (and the content latent ``z``) into a frame."""
+
+    @abc.abstractmethod
+    def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``latents`` (B, T, *latent_shape), ``z`` (B, *z_shape) → frames (B, T, C, H, W)."""
+
+
+class VideoGenerator(nn.Module):
+    """The whole generator: ``z`` → temporal generator → image generator → video.
+
+    ``z_distribution`` is ``"uniform"`` (U(-1, 1), TGAN) or ``"normal"``; ``temporal_slice``
+    selects the part of ``z`` the temporal generator starts from (all of it by default; the
+    motion part for MoCoGAN). Output videos are ``(B, C, T, H, W)`` in [-1, 1].
+    """
+
+    def __init__(
+        self,
+        temporal: TemporalGenerator,
+        image: ImageGenerator,
+        z_shape: tuple[int, ...],
+        z_distribution: str = "uniform",
+        temporal_slice: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        if z_distribution not in ("uniform", "normal"):
+            raise ValueError(f"z_distribution must be 'uniform' or 'normal': {z_distribution!r}")
+        self.temporal = temporal
+        self.image = image
+        self.z_shape = tuple(z_shape)
+        self.z_distribution = z_distribution
+        self.temporal_slice = temporal_slice
+
+    @property
+    def spec(self) -> TemporalSpec:
+        """The temporal spec this generator was built for (time grid, latent shapes)."""
+        return self.temporal.spec
+
+    def sample_z(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Draw ``n`` latents (on the CPU from ``generator`` for reproducibility, then moved)."""
+        shape = (n, *self.z_shape)
+        if self.z_distribution == "uniform":
+            z = torch.rand(shape, generator=generator) * 2 - 1
+        else:
+            z = torch.randn(shape, generator=generator)
+        return z.to(device) if device is not None else z
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate videos ``(B, C, T, H, W)`` for latents ``z`` at times ``t``."""
+        if t is None:
+            t = self.spec.times(z.device)
+        self.temporal.check_times(t)
+        start = z if self.temporal_slice is None else z[:, slice(*self.temporal_slice)]
+        latents = self.temporal(start, t)
+        frames = self.image(latents, z)
+        return frames.transpose(1, 2)
+
+
+class VideoGAN(nn.Module, abc.ABC):
+    """A generator and its discriminator(s) with the backbone's training protocol.
+
+    The trainer knows nothing backbone-specific: it calls :meth:`configure_optimizers` once
+    and :meth:`training_step` per iteration; everything else (n_critic, several
+    discriminators, clipping or R1 schedules) lives in the backbone's subclass.
+    """
+
+    generator: VideoGenerator
+    discriminators: nn.ModuleDict
+
+    @abc.abstractmethod
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser per network, by name (saved and restored by name in checkpoints)."""
+
+    @abc.abstractmethod
+    def training_step(
+        self,
+        real: torch.Tensor,
+        step: int,
+        optimizers: dict[str, torch.optim.Optimizer],
+        rng: torch.Generator,
+    ) -> dict[str, float]:
+        """One training iteration on a batch of real videos (B, C, T, H, W) in [-1, 1].
+
+        ``step`` counts iterations from 0; ``rng`` is the trainer's generator for latents.
+        Returns the named figures to log (losses, discriminator scores).
+        """
+
+    def module_parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per top-level module (temporal, image, each discriminator)."""
+        counts = {
+            "generator.temporal": count_parameters(self.generator.temporal),
+            "generator.image": count_parameters(self.generator.image),
+        }
+        for name, disc in self.discriminators.items():
+            counts[f"discriminator.{name}"] = count_parameters(disc)
+        return counts
+
+
+class Backbone(abc.ABC):
+    """A video GAN architecture and its training protocol, minus the temporal generator.
+
+    Built from its config by the backbone plugin's factory. The core asks it for the
+    :class:`TemporalSpec` and :class:`VideoSpec`, builds the temporal generator (the plugin the
+    run selects, or :attr:`default_temporal`), then calls :meth:`build`.
+    """
+
+    default_temporal: ClassVar[str]
+    """The qualified name of the backbone's original temporal generator."""
+
+    config: Any
+    batch_size: int
+
+    @abc.abstractmethod
+    def temporal_spec(self) -> TemporalSpec:
+        """What the temporal generator must take and produce."""
+
+    @abc.abstractmethod
+    def video_spec(self) -> VideoSpec:
+        """The videos the backbone generates and the dataset must supply."""
+
+    @abc.abstractmethod
+    def build(self, temporal: TemporalGenerator) -> VideoGAN:
+        """Assemble the GAN around ``temporal``."""
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+class VideoDataset(torch.utils.data.Dataset, abc.ABC):
+    """Training clips: item ``i`` is ``{"video": float (C, T, H, W) in [-1, 1], "label": int}``.
+
+    Built by a dataset plugin's factory from its config and the backbone's :class:`VideoSpec`;
+    reports its resolution and frame count through ``spec`` and its classes through
+    ``class_names``.
+    """
+
+    spec: VideoSpec
+    class_names: tuple[str, ...]
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of clips."""
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The clip ``index`` as ``{"video": Tensor (C, T, H, W), "label": int}``."""

@@ -1,0 +1,229 @@
+"""A run's configuration: which plugins, their options, and the run's own settings.
+
+A config file is TOML::
+
+    [run]                 # RunConfig
+    iterations = 600
+    [plugins]             # PluginsConfig: which backbone, temporal generator and dataset
+    backbone = "backbone.tgan"
+    temporal = "temporal.ode"
+    [temporal.ode]        # each plugin's options live in its own section
+    method = "dopri5"
+
+:func:`resolve` merges a file, ``--plugin`` choices and ``--set`` overrides, validates all of
+it, and returns a :class:`ResolvedConfig`; :func:`assemble` builds the GAN and dataset from it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .config import (
+    build_config,
+    close_matches,
+    config_to_dict,
+    load_toml,
+    non_negative,
+    one_of,
+    option,
+    parse_override,
+    positive,
+    set_nested,
+)
+from .contracts import Backbone, TemporalGenerator, VideoDataset, VideoGAN
+from .errors import ConfigError
+from .registry import KINDS, Registry, qualify
+
+
+@attrs.frozen
+class RunConfig:
+    """Settings of a training run that belong to no plugin (the ``[run]`` section)."""
+
+    iterations: int = option(600, "training iterations", positive)
+    seed: int = option(0, "seed of weights, latents and data order", non_negative)
+    out: str = option("runs", "directory under which each run gets its own directory")
+    name: str = option("", "the run directory's name (default: time and plugins)")
+    device: str = option("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    log_every: int = option(10, "write a log line every N iterations", positive)
+    sample_every: int = option(
+        200, "write sample videos every N iterations (and at the end)", positive
+    )
+    checkpoint_every: int = option(200, "checkpoint every N iterations (and at the end)", positive)
+    keep_checkpoints: int = option(3, "how many recent checkpoints to keep", positive)
+    samples: int = option(16, "videos in each sample grid", positive)
+    sample_format: str = option("mp4", "sample grid video format", one_of("mp4", "gif"))
+    fps: int = option(8, "frame rate of sample videos", positive)
+    workers: int = option(0, "DataLoader worker processes", non_negative)
+    threads: int = option(0, "torch CPU threads (0: torch's default)", non_negative)
+    progress: bool = option(True, "show a progress bar")
+
+    def __attrs_post_init__(self) -> None:
+        if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@attrs.frozen
+class PluginsConfig:
+    """Which components a run uses (the ``[plugins]`` section)."""
+
+    backbone: str = option("backbone.tgan", "the video GAN architecture and protocol")
+    temporal: str = option("", "temporal generator (empty: the backbone's original one)")
+    dataset: str = option("dataset.shapes", "training data")
+    loggers: tuple[str, ...] = option((), "logger plugins that receive trainer events")
+
+
+@attrs.frozen
+class ResolvedConfig:
+    """A validated run configuration: run settings, plugin choices, and each plugin's options.
+
+    ``components`` maps each selected component name to its config instance, with the
+    temporal slot already resolved to a concrete plugin.
+    """
+
+    run: RunConfig
+    plugins: PluginsConfig
+    components: dict[str, Any]
+
+    def component(self, kind: str) -> tuple[str, Any]:
+        """The selected component of ``kind`` (``backbone``/``temporal``/``dataset``)."""
+        name = getattr(self.plugins, kind)
+        return name, self.components[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole config as nested plain data (TOML/JSON-able; None where unset)."""
+        tree: dict[str, Any] = {
+            "run": config_to_dict(self.run),
+            "plugins": config_to_dict(self.plugins),
+        }
+        for name, cfg in self.components.items():
+            kind, short = name.split(".", 1)
+            tree.setdefault(kind, {})[short] = config_to_dict(cfg)
+        return tree
+
+
+def demo_config() -> dict[str, Any]:
+    """The embedded default run (``ndevgan run`` with no arguments): TGAN-ODE tiny on shapes."""
+    path = importlib.resources.files("ndevgan_core").joinpath("demo.toml")
+    return load_toml(str(path))
+
+
+def raw_config(
+    config_file: str | None = None,
+    plugins: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Merge ``base`` ← the config file ← ``--plugin`` names ← ``--set`` overrides (raw data)."""
+    tree: dict[str, Any] = _deep_copy(base or {})
+    if config_file:
+        _deep_merge(tree, load_toml(config_file))
+    for name in plugins:
+        kind, dot, _ = name.partition(".")
+        if not dot or kind not in ("backbone", "temporal", "dataset", "logger"):
+            raise ConfigError(
+                f"--plugin {name!r}: expected backbone.NAME, temporal.NAME, dataset.NAME or "
+                "logger.NAME"
+            )
+        if kind == "logger":
+            loggers = list(tree.setdefault("plugins", {}).get("loggers", []))
+            set_nested(tree, ["plugins", "loggers"], [*loggers, name])
+        else:
+            set_nested(tree, ["plugins", kind], name)
+    for expr in overrides:
+        path, value = parse_override(expr)
+        set_nested(tree, path, value)
+    return tree
+
+
+def _deep_copy(tree: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+
+
+def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = _deep_copy(v) if isinstance(v, Mapping) else v
+
+
+def resolve(raw: Mapping[str, Any], registry: Registry) -> ResolvedConfig:
+    """Validate a raw config tree against the registry; raise ConfigError on any problem."""
+    allowed = ("run", "plugins", *KINDS)
+    for key, value in raw.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown section [{key}].{close_matches(key, allowed)} "
+                f"Allowed: {', '.join(allowed)}."
+            )
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{key}] must be a section (a table), got {value!r}")
+    run = build_config(RunConfig, raw.get("run"), "run")
+    plugins = build_config(PluginsConfig, raw.get("plugins"), "plugins")
+    plugins = attrs.evolve(
+        plugins,
+        backbone=qualify(plugins.backbone, "backbone"),
+        dataset=qualify(plugins.dataset, "dataset"),
+        temporal=qualify(plugins.temporal, "temporal") if plugins.temporal else "",
+        loggers=tuple(qualify(n, "logger") for n in plugins.loggers),
+    )
+
+    def options(name: str) -> Mapping[str, Any]:
+        kind, short = name.split(".", 1)
+        return raw.get(kind, {}).get(short, {})
+
+    components: dict[str, Any] = {}
+    backbone = registry.get(plugins.backbone, "backbone")
+    components[backbone.name] = build_config(
+        backbone.config_class, options(backbone.name), backbone.name
+    )
+    if not plugins.temporal:
+        factory_backbone = backbone.factory(components[backbone.name])
+        plugins = attrs.evolve(plugins, temporal=factory_backbone.default_temporal)
+    for name, kind in [(plugins.temporal, "temporal"), (plugins.dataset, "dataset")] + [
+        (n, "logger") for n in plugins.loggers
+    ]:
+        comp = registry.get(name, kind)
+        components[comp.name] = build_config(comp.config_class, options(comp.name), comp.name)
+    for kind in KINDS:
+        for short, section in raw.get(kind, {}).items():
+            name = f"{kind}.{short}"
+            if not isinstance(section, Mapping):
+                raise ConfigError(
+                    f"[{kind}] must contain plugin sections like [{kind}.NAME]; "
+                    f"found {short} = {section!r}"
+                )
+            if name not in components and name not in registry.names():
+                hint = close_matches(name, registry.names())
+                raise ConfigError(f"section [{name}] configures an unknown plugin.{hint}")
+    return ResolvedConfig(run=run, plugins=plugins, components=components)
+
+
+@attrs.frozen
+class Assembled:
+    """Everything a run is made of, built from a resolved config."""
+
+    backbone: Backbone
+    temporal: TemporalGenerator
+    gan: VideoGAN
+
+
+def assemble(config: ResolvedConfig, registry: Registry) -> Assembled:
+    """Build the backbone, the selected temporal generator and the GAN (not the dataset)."""
+    name, cfg = config.component("backbone")
+    backbone: Backbone = registry.create(name, cfg)
+    spec = backbone.temporal_spec()
+    tname, tcfg = config.component("temporal")
+    temporal = registry.create(tname, tcfg, spec)
+    gan = backbone.build(temporal)
+    return Assembled(backbone=backbone, temporal=temporal, gan=gan)
+
+
+def make_dataset(config: ResolvedConfig, registry: Registry, backbone: Backbone) -> VideoDataset:
+    """Build the selected dataset for the backbone's video shape."""
+    name, cfg = config.component("dataset")
+    return registry.create(name, cfg, backbone.video_spec())

@@ -1,0 +1,55 @@
+"""``temporal.spiral``: a third-party temporal generator in its own distribution.
+
+The latent rotates and decays: dz/dt = (S - S^T - softplus(d) I) z with learned S and d, i.e. a
+linear ODE whose flow is a damped rotation. It reuses the core's ODE solver options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+import ndevgan_core as nd
+from ndevgan_core.config import option, positive
+
+
+@attrs.frozen
+class SpiralConfig(nd.ODESolverOptions):
+    """Options of temporal.spiral: the initial scale of the rotation generator."""
+
+    scale: float = option(1.0, "initial scale of the skew-symmetric generator", positive)
+
+
+class Field(nn.Module):
+    """The linear vector field of a damped rotation."""
+
+    def __init__(self, dim: int, scale: float) -> None:
+        super().__init__()
+        self.s = nn.Parameter(torch.randn(dim, dim) * scale / dim**0.5)
+        self.d = nn.Parameter(torch.full((), -2.0))
+
+    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        a = self.s - self.s.T - nn.functional.softplus(self.d) * torch.eye(len(self.s))
+        return z @ a.T
+
+
+class Spiral(nd.TemporalGenerator):
+    """A damped rotation of the latent; continuous in time."""
+
+    continuous = True
+
+    def __init__(self, config: SpiralConfig, spec: nd.TemporalSpec) -> None:
+        super().__init__(spec, "temporal.spiral")
+        self.field = Field(spec.latent_shape[0], config.scale)
+        self.options = config
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return nd.odeint(self.field, z, t, self.options).transpose(0, 1)
+
+
+@nd.hookimpl
+def register_components(register: Any) -> None:
+    register("temporal.spiral", Spiral, SpiralConfig, summary="A damped rotation of the latent")

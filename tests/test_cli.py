@@ -1,0 +1,174 @@
+"""The ``ndevgan`` command in real subprocesses: run, resume, sample, plugins, info, errors."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ndevgan_core import media
+from ndevgan_core.checkpoint import load_checkpoint
+
+from .conftest import FAST, ndevgan
+
+TEMPORAL_SOURCE = """
+import attrs
+import ndevgan_core as nd
+
+@attrs.frozen
+class Config:
+    speed: float = 1.0
+
+@nd.hookimpl
+def register_components(register):
+    register("{name}", lambda config, spec: None, Config, summary="test plugin")
+"""
+
+
+def test_run_sample_and_resume_through_the_cli(tmp_path):
+    out = ndevgan(
+        "run",
+        *FAST,
+        "--set",
+        f"run.out={tmp_path}",
+        "--set",
+        "run.name=r",
+        "--set",
+        "run.iterations=3",
+    )
+    run_dir = tmp_path / "r"
+    assert f"run directory: {run_dir}" in out.stdout
+    assert load_checkpoint(run_dir)["step"] == 3
+    assert (run_dir / "samples" / "step-00000003.mp4").is_file()
+
+    # continue the same run to step 5: same config, more iterations
+    ndevgan("run", "--resume", str(run_dir), "--set", "run.iterations=5")
+    assert load_checkpoint(run_dir)["step"] == 5
+    # … which equals a run that went to 5 directly
+    ndevgan(
+        "run",
+        *FAST,
+        "--set",
+        f"run.out={tmp_path}",
+        "--set",
+        "run.name=s",
+        "--set",
+        "run.iterations=5",
+    )
+    a, b = load_checkpoint(run_dir)["model"], load_checkpoint(tmp_path / "s")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    target = tmp_path / "out" / "samples.mp4"
+    out = ndevgan("sample", str(run_dir), "--n", "5", "--out", str(target), "--seed", "3")
+    assert "from step 5" in out.stdout
+    video = media.read_video(target)
+    assert video.shape[0] == 16
+    strip = media.read_png(target.with_suffix(".png"))
+    assert strip.shape[0] == 5 * (32 + 2) + 2  # one row per video
+    gif = tmp_path / "out" / "s.gif"
+    ndevgan("sample", str(run_dir), "--n", "2", "--out", str(gif))
+    assert media.read_video(gif).shape[0] == 16
+
+
+def test_resume_rejects_plugin_changes(tmp_path):
+    ndevgan(
+        "run",
+        *FAST,
+        "--set",
+        f"run.out={tmp_path}",
+        "--set",
+        "run.name=r",
+        "--set",
+        "run.iterations=1",
+    )
+    proc = ndevgan(
+        "run", "--resume", str(tmp_path / "r"), "--set", "temporal.ode.method=euler", check=False
+    )
+    assert proc.returncode != 0 and "only run.* settings may change" in proc.stderr
+
+
+def test_plugins_table_and_json():
+    table = ndevgan("plugins").stdout
+    for name in ("backbone.tgan", "temporal.ode", "temporal.conv1d", "dataset.shapes"):
+        assert name in table
+    assert "method = 'rk4'" in table
+    records = json.loads(ndevgan("plugins", "--json").stdout)
+    ode = next(r for r in records if r["name"] == "temporal.ode")
+    assert ode["kind"] == "temporal" and ode["package"] == "ndevgan" and ode["version"]
+    assert ode["summary"]
+    options = {o["name"]: o for o in ode["options"]}
+    assert options["method"]["default"] == "rk4" and "dopri5" in options["method"]["choices"]
+    assert options["adjoint"]["default"] is False
+
+
+def test_info_prints_parameter_counts_per_module():
+    out = ndevgan("info", "--plugin", "backbone.tgan").stdout
+    assert "paper preset" in out and "temporal.conv1d" in out
+    assert "825,444" in out and "3,622,691" in out and "11,032,385" in out
+    out = ndevgan("info", "--plugin", "backbone.tgan", "--plugin", "temporal.ode").stdout
+    assert "10,100" in out  # Linear(100, 100) + Tanh
+
+
+def _fails_cleanly(proc, *fragments):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+
+
+def test_unknown_plugin_lists_close_matches(tmp_path):
+    runs = tmp_path / "runs"
+    proc = ndevgan("run", "--plugin", "temporal.oed", "--set", f"run.out={runs}", check=False)
+    _fails_cleanly(proc, "unknown plugin 'temporal.oed'", "'temporal.ode'")
+    assert not runs.exists()  # nothing started
+
+
+def test_bad_config_value_fails_before_any_work(tmp_path):
+    runs = tmp_path / "runs"
+    proc = ndevgan(
+        "run", "--set", "temporal.ode.method=rk5", "--set", f"run.out={runs}", check=False
+    )
+    _fails_cleanly(proc, "temporal.ode.method", "'rk5'", "dopri5")
+    assert not runs.exists()
+    bad_file = tmp_path.parent / "bad.toml"
+    bad_file.write_text("[run]\niterations = 'many'\n")
+    proc = ndevgan("run", "--config", str(bad_file), check=False)
+    _fails_cleanly(proc, "run.iterations", "integer", "'many'")
+    bad_file.write_text("[run\n")
+    proc = ndevgan("run", "--config", str(bad_file), check=False)
+    _fails_cleanly(proc, "bad.toml is not valid TOML")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    proc = ndevgan("sample", str(bad), "--out", str(tmp_path / "x.mp4"), check=False)
+    _fails_cleanly(proc, "bad.pt is not a readable checkpoint")
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_broken_third_party_plugin_warns_then_is_named_when_selected(fake_dist):
+    site = fake_dist(
+        "ndevgan-broken", "ndevgan_broken", "import no_such_module_xyz\n", entry_point="broken"
+    )
+    env = {"PYTHONPATH": str(site)}
+    proc = ndevgan("plugins", env=env)
+    assert "Warning: skipping plugin 'broken' from package ndevgan-broken 0.1" in proc.stderr
+    assert "temporal.ode" in proc.stdout
+    proc = ndevgan("run", "--plugin", "temporal.broken", env=env, check=False)
+    _fails_cleanly(proc, "ndevgan-broken", "no_such_module_xyz")
+
+
+def test_duplicate_plugin_and_disable_variable(fake_dist):
+    site = fake_dist(
+        "ndevgan-dupe",
+        "ndevgan_dupe",
+        TEMPORAL_SOURCE.format(name="temporal.ode"),
+        entry_point="dupe",
+    )
+    proc = ndevgan("plugins", env={"PYTHONPATH": str(site)}, check=False)
+    _fails_cleanly(proc, "temporal.ode is registered twice", "ndevgan_plugins.ode", "ndevgan-dupe")
+    proc = ndevgan(
+        "plugins", "--json", env={"PYTHONPATH": str(site), "NDEVGAN_DISABLE_PLUGINS": "dupe"}
+    )
+    assert any(r["name"] == "temporal.ode" for r in json.loads(proc.stdout))

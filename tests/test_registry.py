@@ -1,0 +1,158 @@
+"""The plugin system: catalogue, lazy imports, entry points, duplicates, broken and disabled."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import attrs
+import pytest
+
+import ndevgan_core as nd
+from ndevgan_core.errors import PluginError
+from ndevgan_core.registry import PluginWarning, Registry, read_catalogue
+
+
+@attrs.frozen
+class _EmptyConfig:
+    pass
+
+
+TEMPORAL_SOURCE = """
+import attrs
+import ndevgan_core as nd
+
+@attrs.frozen
+class Config:
+    speed: float = 1.0
+
+@nd.hookimpl
+def register_components(register):
+    register("{name}", lambda config, spec: None, Config, summary="test plugin")
+"""
+
+
+def test_catalogue_matches_what_each_builtin_module_registers():
+    registry = Registry(entry_points=False, disabled=())
+    components = registry.load_all()
+    assert {c.name for c in components} == set(read_catalogue())
+    for c in components:
+        assert c.provider.builtin and c.provider.package == "ndevgan"
+        assert c.provider.plugin == read_catalogue()[c.name].module
+        assert c.summary  # every built-in says what it is for
+
+
+def test_selecting_one_builtin_imports_only_its_module():
+    code = (
+        "import sys; from ndevgan_core.registry import Registry\n"
+        "r = Registry(entry_points=False, disabled=())\n"
+        "r.get('temporal.ode')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ndevgan_plugins.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['ndevgan_plugins.ode']"
+
+
+def test_unknown_name_lists_close_matches_and_installed():
+    registry = Registry(entry_points=False, disabled=())
+    with pytest.raises(PluginError) as err:
+        registry.get("temporal.oed")
+    msg = str(err.value)
+    assert "unknown plugin 'temporal.oed'" in msg and "'temporal.ode'" in msg
+    assert "temporal.conv1d" in msg
+    with pytest.raises(PluginError, match="not a temporal plugin"):
+        registry.get("backbone.tgan", "temporal")
+
+
+def test_third_party_entry_point_is_discovered(fake_dist, monkeypatch):
+    site = fake_dist(
+        "ndevgan-wave",
+        "ndevgan_wave",
+        TEMPORAL_SOURCE.format(name="temporal.wave"),
+        entry_point="wave",
+    )
+    monkeypatch.syspath_prepend(str(site))
+    registry = Registry(disabled=())
+    comp = registry.get("temporal.wave")
+    assert comp.provider.package == "ndevgan-wave" and comp.provider.version == "0.1"
+    assert not comp.provider.builtin
+    assert "temporal.wave" in registry.names("temporal")
+
+
+def test_duplicate_name_fails_naming_both_providers(fake_dist, monkeypatch):
+    site = fake_dist(
+        "ndevgan-dupe",
+        "ndevgan_dupe",
+        TEMPORAL_SOURCE.format(name="temporal.ode"),
+        entry_point="dupe",
+    )
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(PluginError) as err:
+        Registry(disabled=())
+    msg = str(err.value)
+    assert "temporal.ode is registered twice" in msg
+    assert "built-in module ndevgan_plugins.ode" in msg
+    assert "'dupe' from package ndevgan-dupe 0.1" in msg
+    assert "NDEVGAN_DISABLE_PLUGINS" in msg
+    # blocking the plugin (by entry point or package name) resolves the conflict
+    for name in ("dupe", "ndevgan-dupe"):
+        assert Registry(disabled={name}).get("temporal.ode").provider.builtin
+
+
+def test_duplicate_between_two_in_process_plugins():
+    class A:
+        @nd.hookimpl
+        def register_components(self, register):
+            register("temporal.same", lambda c, s: None, _EmptyConfig)
+
+    class B(A):
+        pass
+
+    registry = Registry(entry_points=False, disabled=())
+    registry.add_plugin(A())
+    with pytest.raises(PluginError, match="temporal.same is registered twice"):
+        registry.add_plugin(B())
+    assert registry.get("temporal.same")  # the first registration is intact
+
+
+def test_broken_plugin_warns_and_is_skipped_unless_selected(fake_dist, monkeypatch):
+    site = fake_dist(
+        "ndevgan-broken",
+        "ndevgan_broken",
+        "raise ImportError('needs libfoo')\n",
+        entry_point="broken",
+    )
+    monkeypatch.syspath_prepend(str(site))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registry = Registry(disabled=())
+    assert any(
+        issubclass(w.category, PluginWarning) and "ndevgan-broken" in str(w.message) for w in caught
+    )
+    assert registry.get("temporal.ode")  # everything else still works
+    with pytest.raises(PluginError) as err:
+        registry.get("temporal.broken")
+    assert "'broken' from package ndevgan-broken 0.1 failed to load" in str(err.value)
+    assert "needs libfoo" in str(err.value)
+
+
+def test_plugin_that_registers_a_bad_name_is_refused():
+    class Bad:
+        @nd.hookimpl
+        def register_components(self, register):
+            register("gizmo.x", lambda c: None, _EmptyConfig)
+
+    registry = Registry(entry_points=False, disabled=())
+    with pytest.raises(PluginError, match="kind one of backbone, temporal"):
+        registry.add_plugin(Bad())
+
+
+def test_disable_env_blocks_builtins_and_says_so(monkeypatch):
+    monkeypatch.setenv("NDEVGAN_DISABLE_PLUGINS", "temporal.ode, other")
+    registry = Registry(entry_points=False)
+    assert "temporal.ode" not in registry.names()
+    with pytest.raises(PluginError, match="disabled by NDEVGAN_DISABLE_PLUGINS"):
+        registry.get("temporal.ode")

@@ -1,0 +1,144 @@
+"""backbone.tgan and temporal.conv1d: shapes, parameter counts from REFERENCE §3, protocol."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ndevgan_plugins.tgan import (
+    Conv1dTemporal,
+    Conv1dTemporalConfig,
+    Critic,
+    TGANBackbone,
+    TGANConfig,
+)
+
+import ndevgan_core as nd
+from ndevgan_core.config import build_config
+from ndevgan_core.errors import ConfigError
+from ndevgan_core.losses import singular_value_clip
+
+
+def paper() -> TGANBackbone:
+    return TGANBackbone(build_config(TGANConfig, {}, "backbone.tgan"))
+
+
+def conv_params(c_in, c_out, k, bias):  # k = number of kernel elements
+    return c_in * c_out * k + (c_out if bias else 0)
+
+
+def test_paper_parameter_counts_match_reference_architecture():
+    backbone = paper()
+    spec = backbone.temporal_spec()
+    temporal = Conv1dTemporal(Conv1dTemporalConfig(), spec)
+    gan = backbone.build(temporal)
+    counts = gan.module_parameter_counts()
+    bn = 2  # gamma and beta per channel
+    g0 = (
+        conv_params(100, 512, 1, False)
+        + bn * 512
+        + conv_params(512, 256, 4, False)
+        + bn * 256
+        + conv_params(256, 128, 4, False)
+        + bn * 128
+        + conv_params(128, 128, 4, False)
+        + bn * 128
+        + conv_params(128, 100, 4, True)
+    )
+    g1 = (
+        2 * (100 * 256 * 16 + bn * 256 * 16)
+        + conv_params(512, 256, 16, False)
+        + bn * 256
+        + conv_params(256, 128, 16, False)
+        + bn * 128
+        + conv_params(128, 64, 16, False)
+        + bn * 64
+        + conv_params(64, 32, 16, False)
+        + bn * 32
+        + conv_params(32, 3, 9, True)
+    )
+    d = (
+        conv_params(3, 64, 64, True)
+        + conv_params(64, 128, 64, False)
+        + bn * 128
+        + conv_params(128, 256, 64, False)
+        + bn * 256
+        + conv_params(256, 512, 64, False)
+        + bn * 512
+        + conv_params(512, 1, 16, True)
+    )
+    assert counts == {"generator.temporal": g0, "generator.image": g1, "discriminator.video": d}
+    assert (g0, g1, d) == (825_444, 3_622_691, 11_032_385)
+    assert spec.reference_params == g0
+
+
+def test_paper_shapes_and_critic_any_batch_size():
+    backbone = paper()
+    gan = backbone.build(Conv1dTemporal(Conv1dTemporalConfig(), backbone.temporal_spec()))
+    g = gan.generator.eval()
+    z = g.sample_z(2, torch.Generator().manual_seed(0))
+    assert z.min() >= -1 and z.max() <= 1  # TGAN's z ~ U(-1, 1)
+    with torch.no_grad():
+        video = g(z)
+        assert video.shape == (2, 3, 16, 64, 64)
+        assert video.abs().max() <= 1
+        critic = gan.discriminators["video"].eval()
+        for b in (1, 3):
+            assert critic(torch.zeros(b, 3, 16, 64, 64)).shape == (b,)
+        feats = critic.features(torch.zeros(1, 3, 16, 64, 64))
+        assert feats.shape == (1, 512, 1, 4, 4)
+
+
+def test_conv1d_is_discrete_and_refuses_other_grids():
+    spec = nd.TemporalSpec((8,), (8,), 16)
+    temporal = Conv1dTemporal(Conv1dTemporalConfig(channels=16), spec)
+    assert not temporal.continuous
+    temporal.check_times(spec.times())
+    with pytest.raises(ConfigError, match="temporal.conv1d is a discrete.*exactly 16 frames"):
+        temporal.check_times(torch.linspace(0, 1, 31))
+    with pytest.raises(ConfigError, match="discrete"):
+        temporal.check_times(torch.linspace(-1, 1, 16))
+    with pytest.raises(ConfigError, match="power-of-two"):
+        Conv1dTemporal(Conv1dTemporalConfig(), nd.TemporalSpec((8,), (8,), 12))
+
+
+def test_singular_value_clipping_bounds_every_layer():
+    torch.manual_seed(0)
+    critic = Critic(build_config(TGANConfig, {"preset": "tiny"}, "backbone.tgan"))
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.mul_(5)
+        for m in critic.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_var.fill_(0.25)
+    convs = [m for m in critic.modules() if isinstance(m, torch.nn.Conv3d)]
+    before = [torch.linalg.matrix_norm(c.weight.flatten(1), ord=2).item() for c in convs]
+    assert max(before) > 1.5
+    singular_value_clip(critic)
+    for c in convs:
+        s = torch.linalg.svdvals(c.weight.flatten(1))
+        assert s.max() <= 1 + 1e-5
+    for m in critic.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            ratio = m.weight.abs() / torch.sqrt(m.running_var + m.eps)
+            assert ratio.max() <= 1 + 1e-5
+
+
+def test_training_step_updates_both_networks_and_reports_scores():
+    torch.manual_seed(0)
+    cfg = build_config(
+        TGANConfig,
+        {"preset": "tiny", "g_channels": 4, "d_channels": 4, "batch_size": 2, "latent_dim": 8},
+        "backbone.tgan",
+    )
+    backbone = TGANBackbone(cfg)
+    gan = backbone.build(Conv1dTemporal(Conv1dTemporalConfig(channels=8), backbone.temporal_spec()))
+    opts = gan.configure_optimizers()
+    g_before = [p.detach().clone() for p in gan.generator.parameters()]
+    d_before = [p.detach().clone() for p in gan.discriminators.parameters()]
+    real = torch.rand(2, 3, 16, 32, 32) * 2 - 1
+    metrics = gan.training_step(real, 0, opts, torch.Generator().manual_seed(1))
+    assert set(metrics) >= {"loss_d", "loss_g", "d_real", "d_fake"}
+    assert metrics["loss_d"] == pytest.approx(metrics["d_fake"] - metrics["d_real"], abs=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, gan.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d_before, gan.discriminators.parameters()))
+    assert all(p.requires_grad for p in gan.discriminators.parameters())

@@ -1,0 +1,188 @@
+"""The trainer: run directory contents, exact resume after a stop, checkpoints, events."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+import ndevgan_core as nd
+from ndevgan_core import media
+from ndevgan_core.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from ndevgan_core.errors import CheckpointError, ConfigError
+from ndevgan_core.registry import Registry
+from ndevgan_core.runconfig import resolve
+from ndevgan_core.trainer import ResumableBatchSampler, Trainer
+
+from .conftest import fast_raw
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry(entry_points=False, disabled=())
+
+
+def config(registry, **run):
+    return resolve(fast_raw(**run), registry)
+
+
+class Recorder:
+    """A plugin that records trainer events, and can send itself SIGINT at a step."""
+
+    def __init__(self, interrupt_at: int | None = None) -> None:
+        self.steps: list[int] = []
+        self.checkpoints: list[int] = []
+        self.samples: list[list[Path]] = []
+        self.interrupt_at = interrupt_at
+
+    @nd.hookimpl
+    def on_step(self, run, step, metrics):
+        self.steps.append(step)
+        assert {"loss_d", "loss_g", "step_time"} <= set(metrics)
+        if step == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    @nd.hookimpl
+    def on_checkpoint(self, run, step, path):
+        assert Path(path).is_file()
+        self.checkpoints.append(step)
+
+    @nd.hookimpl
+    def on_sample(self, run, step, paths):
+        self.samples.append(paths)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir)["model"]
+
+
+def test_run_directory_contents_and_events(tmp_path, registry):
+    rec = Recorder()
+    registry.add_plugin(rec)
+    cfg = config(registry, iterations=6, log_every=2, sample_every=3, checkpoint_every=3)
+    run_dir = nd.train(cfg, registry, run_dir=tmp_path / "run")
+    assert rec.steps == [1, 2, 3, 4, 5, 6]
+    assert rec.checkpoints == [3, 6]
+    saved = tomllib.loads((run_dir / "config.toml").read_text())
+    assert saved["plugins"]["temporal"] == "temporal.ode"
+    assert saved["backbone"]["tgan"]["batch_size"] == 4
+    lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 4, 6]
+    assert all(x["step_time"] > 0 and "loss_d" in x for x in lines)
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000003.pt", "step-00000006.pt"]
+    ckpt = load_checkpoint(run_dir)
+    assert ckpt["step"] == 6 and ckpt["config"] == cfg.to_dict()
+    # samples at 0, 3 and 6: a grid video and a PNG strip each, readable
+    names = sorted(p.name for p in (run_dir / "samples").iterdir())
+    assert names == [f"step-0000000{s}.{ext}" for s in (0, 3, 6) for ext in ("mp4", "png")]
+    video = media.read_video(run_dir / "samples" / "step-00000006.mp4")
+    assert video.shape[0] == 16 and video.ndim == 4
+    strip = media.read_png(run_dir / "samples" / "step-00000006.png")
+    assert strip.shape[0] > 32 and strip.shape[1] > 32 * 8
+
+
+def test_sigint_stops_after_step_and_resume_matches_uninterrupted(tmp_path, registry):
+    cfg = config(registry, iterations=8, checkpoint_every=100, sample_every=100)
+    straight = nd.train(cfg, registry, run_dir=tmp_path / "straight")
+
+    registry2 = Registry(entry_points=False, disabled=())
+    registry2.add_plugin(Recorder(interrupt_at=3))
+    stopped = nd.train(cfg, registry2, run_dir=tmp_path / "stopped")
+    assert load_checkpoint(stopped)["step"] == 3
+    resumed = nd.train(cfg, Registry(entry_points=False, disabled=()), resume=stopped)
+    assert resumed == stopped
+    a, b = final_weights(straight), final_weights(resumed)
+    assert load_checkpoint(resumed)["step"] == 8
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_from_an_older_checkpoint_also_matches(tmp_path, registry):
+    cfg = config(registry, iterations=6, checkpoint_every=2, sample_every=100)
+    straight = nd.train(cfg, registry, run_dir=tmp_path / "a")
+    # an uninterrupted run, then pretend it crashed after step 4: keep only step-2 and step-4
+    nd.train(cfg, registry, run_dir=tmp_path / "b")
+    (tmp_path / "b" / "checkpoints" / "step-00000006.pt").unlink()
+    resumed = nd.train(cfg, registry, resume=tmp_path / "b" / "checkpoints" / "step-00000004.pt")
+    a, b = final_weights(straight), final_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_plugin_config(tmp_path, registry):
+    cfg = config(registry, iterations=2)
+    run_dir = nd.train(cfg, registry, run_dir=tmp_path / "r")
+    raw = fast_raw(iterations=4)
+    raw["temporal"] = {"ode": {"method": "euler"}}
+    with pytest.raises(ConfigError, match=r"cannot resume.*\[temporal\]"):
+        Trainer(resolve(raw, registry), registry, resume=run_dir)
+
+
+def test_new_run_into_existing_run_dir_is_refused(tmp_path, registry):
+    cfg = config(registry, iterations=1)
+    nd.train(cfg, registry, run_dir=tmp_path / "r")
+    with pytest.raises(ConfigError, match="already has checkpoints.*--resume"):
+        nd.train(cfg, registry, run_dir=tmp_path / "r")
+
+
+def test_batches_depend_only_on_seed_and_step():
+    full = ResumableBatchSampler(10, 3, seed=5)
+    it = iter(full)
+    batches = [next(it) for _ in range(7)]  # crosses two epoch boundaries (3 per epoch)
+    for start in range(7):
+        it = iter(ResumableBatchSampler(10, 3, seed=5, start_step=start))
+        assert next(it) == batches[start]
+    assert batches[:3] != batches[3:6]  # each epoch draws a new permutation
+    assert len({i for b in batches[:3] for i in b}) == 9  # no repeats within an epoch
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        ResumableBatchSampler(2, 3, seed=0)
+
+
+def test_corrupt_truncated_and_foreign_checkpoints_are_refused(tmp_path, registry):
+    cfg = config(registry, iterations=1)
+    run_dir = nd.train(cfg, registry, run_dir=tmp_path / "r")
+    good = list_checkpoints(run_dir)[-1]
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated.pt is not a readable checkpoint"):
+        load_checkpoint(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not an ndevgan checkpoint"):
+        load_checkpoint(foreign)
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_checkpoint_loading_never_runs_pickled_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "ndevgan.checkpoint", "payload": Evil()}, path)
+    with pytest.raises(CheckpointError, match="does not run pickled code"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_write_is_atomic(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"step": 1, "config": {}, "model": {}})
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(path, {"step": 2, "config": {}, "model": {"x": Boom()}})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
+    assert load_checkpoint(path)["step"] == 1  # the old checkpoint is intact
