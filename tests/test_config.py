@@ -5,13 +5,13 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-from ndevgan_plugins.ode import ODEConfig
-from ndevgan_plugins.tgan import TGANConfig
 
 from ndevgan_core.config import build_config, dump_toml, parse_override
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import RunConfig, raw_config, resolve
+from ndevgan_plugins.ode import ODEConfig
+from ndevgan_plugins.tgan import TGANConfig
 
 
 @pytest.fixture(scope="module")

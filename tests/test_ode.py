@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 import torchdiffeq
-from ndevgan_plugins.ode import ODEConfig, ODETemporal
 from torch import nn
 
 import ndevgan_core as nd
 from ndevgan_core.config import build_config
 from ndevgan_core.errors import ConfigError
+from ndevgan_plugins.ode import ODEConfig, ODETemporal
 
 SPEC = nd.TemporalSpec((100,), (100,), 16)
 

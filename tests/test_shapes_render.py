@@ -6,6 +6,7 @@ import functools
 
 import numpy as np
 import pytest
+
 from ndevgan_plugins import shapes_render as sr
 
 SEED = 1234

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+import ndevgan_core as nd
+from ndevgan_core.config import build_config
+from ndevgan_core.errors import ConfigError
+from ndevgan_core.losses import singular_value_clip
 from ndevgan_plugins.tgan import (
     Conv1dTemporal,
     Conv1dTemporalConfig,
@@ -11,11 +16,6 @@ from ndevgan_plugins.tgan import (
     TGANBackbone,
     TGANConfig,
 )
-
-import ndevgan_core as nd
-from ndevgan_core.config import build_config
-from ndevgan_core.errors import ConfigError
-from ndevgan_core.losses import singular_value_clip
 
 
 def paper() -> TGANBackbone:
