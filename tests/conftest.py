@@ -31,6 +31,20 @@ FAST = [
     "run.progress=false",
 ]
 
+TEMPORAL_SOURCE = """
+import attrs
+import ndevgan_core as nd
+
+@attrs.frozen
+class Config:
+    speed: float = 1.0
+
+@nd.hookimpl
+def register_components(register):
+    register("{name}", lambda config, spec: None, Config, summary="test plugin")
+"""
+"""Source of a minimal plugin module registering one temporal component ``{name}``."""
+
 
 def fast_raw(**run: object) -> dict:
     """The raw config tree of a fast TGAN-ODE tiny run (for in-process tests)."""

@@ -9,20 +9,7 @@ import torch
 from ndevgan_core import media
 from ndevgan_core.checkpoint import load_checkpoint
 
-from .conftest import FAST, ndevgan
-
-TEMPORAL_SOURCE = """
-import attrs
-import ndevgan_core as nd
-
-@attrs.frozen
-class Config:
-    speed: float = 1.0
-
-@nd.hookimpl
-def register_components(register):
-    register("{name}", lambda config, spec: None, Config, summary="test plugin")
-"""
+from .conftest import FAST, TEMPORAL_SOURCE, ndevgan
 
 
 def test_run_sample_and_resume_through_the_cli(tmp_path):

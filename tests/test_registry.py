@@ -13,24 +13,12 @@ import ndevgan_core as nd
 from ndevgan_core.errors import PluginError
 from ndevgan_core.registry import PluginWarning, Registry, read_catalogue
 
+from .conftest import TEMPORAL_SOURCE
+
 
 @attrs.frozen
 class _EmptyConfig:
     pass
-
-
-TEMPORAL_SOURCE = """
-import attrs
-import ndevgan_core as nd
-
-@attrs.frozen
-class Config:
-    speed: float = 1.0
-
-@nd.hookimpl
-def register_components(register):
-    register("{name}", lambda config, spec: None, Config, summary="test plugin")
-"""
 
 
 def test_catalogue_matches_what_each_builtin_module_registers():

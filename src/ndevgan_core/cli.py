@@ -140,7 +140,12 @@ def run(
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the latents.")
 @click.option("--fps", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (cuda when available), cpu, cuda or cuda:N.",
+)
 def sample(checkpoint: str, n: int, out: str, seed: int, fps: int, device: str) -> None:
     """Generate videos from a checkpoint (a file, or a run directory's newest one)."""
     from . import media
