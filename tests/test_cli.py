@@ -159,3 +159,11 @@ def test_duplicate_plugin_and_disable_variable(fake_dist):
         "plugins", "--json", env={"PYTHONPATH": str(site), "NDEVGAN_DISABLE_PLUGINS": "dupe"}
     )
     assert any(r["name"] == "temporal.ode" for r in json.loads(proc.stdout))
+
+
+def test_sample_device_errors_name_the_option(tmp_path):
+    proc = ndevgan("sample", str(tmp_path), "--device", "tpu", check=False)
+    _fails_cleanly(proc, "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'")
+    if not torch.cuda.is_available():
+        proc = ndevgan("sample", str(tmp_path), "--device", "cuda", check=False)
+        _fails_cleanly(proc, "--device is 'cuda' but this machine has no CUDA device")

@@ -157,7 +157,7 @@ def sample(checkpoint: str, n: int, out: str, seed: int, fps: int, device: str) 
         raise click.BadParameter(
             f"expected a file ending in {' or '.join(media.VIDEO_SUFFIXES)}", param_hint="--out"
         )
-    loaded = load_generator(checkpoint, _registry(), device=resolve_device(device))
+    loaded = load_generator(checkpoint, _registry(), device=resolve_device(device, "--device"))
     videos = media.to_uint8(sample_videos(loaded.generator, n, seed=seed))
     media.write_video(out_path, media.video_grid(videos), fps=fps)
     strip = media.write_png(out_path.with_suffix(".png"), media.frame_strip(videos))
