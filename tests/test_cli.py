@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import torch
 
@@ -94,6 +95,20 @@ def test_info_prints_parameter_counts_per_module():
     assert "825,444" in out and "3,622,691" in out and "11,032,385" in out
     out = ndevgan("info", "--plugin", "backbone.tgan", "--plugin", "temporal.ode").stdout
     assert "10,100" in out  # Linear(100, 100) + Tanh
+    # every temporal variant for this backbone, the matched ones within half a hidden unit
+    rows = dict(re.findall(r"^  (temporal\.\S+(?: \w+=\w+)*)\s+([\d,]+)", out, re.MULTILINE))
+    counts = {label: int(n.replace(",", "")) for label, n in rows.items()}
+    assert len(counts) == 1 + 9 + 3  # conv1d, ODE orders × designs, SDE designs
+    assert counts["temporal.conv1d"] == 825_444
+    assert counts["temporal.ode order=1 design=single"] == 10_100
+    assert counts["temporal.ode order=2 design=single"] == 30_200  # f: 200 → 100, + encoder
+    for label, per_unit in (
+        ("temporal.ode order=1 design=matched", 201),
+        ("temporal.ode order=2 design=matched", 301),
+        ("temporal.ode order=3 design=matched", 401),
+        ("temporal.sde design=matched", 2 * 201),
+    ):
+        assert abs(counts[label] - 825_444) <= per_unit / 2, (label, counts[label])
 
 
 def _fails_cleanly(proc, *fragments):

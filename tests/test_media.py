@@ -431,3 +431,66 @@ def test_read_video_errors(tmp_path: Path) -> None:
     junk.write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match=r"junk\.mp4"):
         media.read_video(junk)
+
+
+# --------------------------------------------------------------------------- time layouts
+
+
+def _frames(n: int, t: int, h: int = 4, w: int = 5) -> np.ndarray:
+    """Videos whose frame (i, k) is filled with the value 10·i + k (so each frame is known)."""
+    values = (10 * np.arange(n)[:, None] + np.arange(t)[None, :]).astype(np.uint8)
+    return np.broadcast_to(values[:, :, None, None, None], (n, t, h, w, 3)).copy()
+
+
+def test_hold_frames_stretches_1x_to_kx_timing():
+    held = media.hold_frames(_frames(2, 4), 3)
+    assert held.shape[1] == (4 - 1) * 3 + 1
+    assert held[1, :, 0, 0, 0].tolist() == [10, 10, 10, 11, 11, 11, 12, 12, 12, 13]
+
+
+def test_side_by_side_joins_pairs_with_a_gap():
+    a, b = _frames(2, 3), _frames(2, 3) + 100
+    joined = media.side_by_side(a, b, gap=2, pad_value=7)
+    assert joined.shape == (2, 3, 4, 5 + 2 + 5, 3)
+    assert (joined[:, :, :, :5] == a).all() and (joined[:, :, :, 7:] == b).all()
+    assert (joined[:, :, :, 5:7] == 7).all()
+    with pytest.raises(ValueError, match="equal shapes"):
+        media.side_by_side(a, _frames(2, 4))
+
+
+def test_mark_frames_borders_only_frames_outside_the_interval():
+    videos = _frames(1, 5, 8, 8)
+    marked = media.mark_frames(videos, [-0.5, 0.0, 0.5, 1.0, 1.5], (0.0, 1.0))
+    for k, outside in enumerate([True, False, False, False, True]):
+        corner, centre = marked[0, k, 0, 0], marked[0, k, 4, 4]
+        assert (tuple(corner) == media.OUTSIDE_COLOUR) == outside
+        assert (centre == videos[0, k, 4, 4]).all()  # the picture itself is untouched
+    assert (videos[0, 0, 0, 0] == 0).all()  # and the input is not modified
+
+
+def test_timeline_strip_bands_and_reference_row():
+    videos, base = _frames(2, 5, 8, 8), _frames(2, 3, 8, 8) + 50
+    times = [-0.5, 0.0, 0.5, 1.0, 1.5]
+    image = media.timeline_strip(
+        videos, times, (0.0, 1.0), reference=base, reference_times=[-0.5, 0.5, 1.5], pad=2
+    )
+    h = w = 8
+    band = 3
+    block = 2 * (h + 2) + band + 2
+    assert image.shape == (2 * block + 2, 5 * (w + 2) + 2, 3)
+    ref_y, row_y = 2, 2 + h + 2
+    for j, expected_ref in enumerate([50, None, 51, None, 52]):
+        x = 2 + j * (w + 2)
+        if expected_ref is None:
+            assert (image[ref_y : ref_y + h, x : x + w] == 255).all()  # no 1× frame at this time
+        else:
+            assert (image[ref_y : ref_y + h, x : x + w] == expected_ref).all()
+        assert (image[row_y : row_y + h, x : x + w] == j).all()
+    colours = [tuple(image[row_y + h + 1, 2 + j * (w + 2)]) for j in range(5)]
+    assert colours == [
+        media.OUTSIDE_COLOUR,
+        media.START_COLOUR,
+        media.INSIDE_COLOUR,
+        media.INSIDE_COLOUR,
+        media.OUTSIDE_COLOUR,
+    ]

@@ -1,15 +1,22 @@
-"""``temporal.ode``: the latent evolves by a neural ODE, dz/dt = f(z) (paper section 3.1).
+"""``temporal.ode``: the frame latents follow a neural ODE of order 1, 2 or 3 (paper §3.1).
 
-Frame k's latent is the solution at t_k, starting from z itself at t_0 (the paper's code
-integrates on linspace(0, 1, 16), so frame 0 is the initial state). f is one of the paper's
-section 4.1 designs: ``single`` (Linear + nonlinearity) or ``composed`` (g∘h: Linear →
-nonlinearity → Linear). Integration is torchdiffeq's, through the core's solver options, so
-any of its methods, fixed step or adaptive, with or without the adjoint.
+Frame k's latent is the solution x(t_k), starting from the latent z at ``t_start`` (the paper
+integrates on linspace(0, 1, 16), so frame 0 is z itself). Two forms of higher order:
+
+- ``general``: x^(n) = f(t, x, x', …, x^(n-1)), integrated as the first-order system
+  (x, x', …, x^(n-1)); x(0) = z and each initial derivative x^(i)(0) comes from its own learned
+  encoder of z.
+- ``chain`` (the paper's code, REFERENCE.md §2, to reproduce its numbers): components
+  c_0 … c_{n-1}, each c_i(0) from its own learned encoder of z, dc_0/dt = f(c_0) and
+  dc_i/dt = c_{i-1}; the frame latent is c_{n-1}. That is x^(n) = f(x^(n-1)).
+
+f is one of the paper's §4.1 designs (:mod:`ndevgan_core.fields`): ``single``, ``composed`` or
+``matched``. On feature-map latents (TGANv2) f's layers are convolutions. The core integrates
+(torchdiffeq, or its own unrolled solvers, which export uses too).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
@@ -17,90 +24,105 @@ import torch
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, one_of, option, positive
-from ndevgan_core.errors import ConfigError
-
-ACTIVATIONS = {
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.2),
-    "softplus": nn.Softplus,
-    "sigmoid": nn.Sigmoid,
-}
+from ndevgan_core.config import one_of, option
+from ndevgan_core.fields import (
+    FieldOptions,
+    LatentInput,
+    add_time_input,
+    build_field_net,
+    latent_layout,
+    match_reference_width,
+    run_post_init_hooks,
+)
 
 
 @attrs.frozen
-class ODEConfig(nd.ODESolverOptions):
-    """Options of ``temporal.ode``: the design of f and how to integrate it."""
+class ODEConfig(nd.ODESolverOptions, FieldOptions):
+    """Options of ``temporal.ode``: order and form, the design of f, how to integrate."""
 
-    design: str = option(
-        "single",
-        "f: single (Linear+act) or composed (Linear→act→Linear)",
-        one_of("single", "composed"),
+    order: int = option(1, "order n of the ODE: 1, 2 or 3", one_of(1, 2, 3))
+    form: str = option(
+        "general",
+        "higher orders: general (x^(n) = f(t, x, …, x^(n-1))) or chain (the paper's code: "
+        "x^(n) = f(x^(n-1)), every initial component encoded from z)",
+        one_of("general", "chain"),
     )
-    hidden: int = option(0, "composed: hidden width (0: the latent size)", non_negative)
-    activation: str = option("tanh", "nonlinearity of f", one_of(*ACTIVATIONS))
-    init: str = option(
-        "xavier_uniform",
-        "weight init of f's layers (biases start at 0)",
-        one_of("xavier_uniform", "torch_default"),
-    )
-    init_gain: float = option(math.sqrt(2), "gain of the xavier_uniform init", positive)
+
+    def __attrs_post_init__(self) -> None:
+        run_post_init_hooks(self, nd.ODESolverOptions, FieldOptions)
 
 
-class VectorField(nn.Module):
-    """f(t, z) of the ODE; autonomous (f ignores t), as in the paper."""
+class ODETemporal(nd.ODETemporalGenerator):
+    """A neural ODE of order 1–3 on vector or feature-map latents; continuous in time.
 
-    def __init__(self, config: ODEConfig, dim: int) -> None:
-        super().__init__()
-        act = ACTIVATIONS[config.activation]
-        if config.design == "single":
-            self.net = nn.Sequential(nn.Linear(dim, dim), act())
-        else:
-            hidden = config.hidden or dim
-            self.net = nn.Sequential(nn.Linear(dim, hidden), act(), nn.Linear(hidden, dim))
-        if config.init == "xavier_uniform":
-            for layer in self.net:
-                if isinstance(layer, nn.Linear):
-                    nn.init.xavier_uniform_(layer.weight, gain=config.init_gain)
-                    nn.init.zeros_(layer.bias)
+    The state is the components stacked along dim 1 (features or channels), the position
+    first: general form (x, x', …), chain form (c_{n-1}, …, c_0). Either way d(component j)/dt
+    is component j+1, and the last component's derivative is f — of all components (general)
+    or of the last alone (chain).
+    """
 
-    def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """dz/dt at (t, z)."""
-        return self.net(z)
+    def __init__(self, config: ODEConfig, spec: nd.TemporalSpec, name: str = "temporal.ode"):
+        super().__init__(spec, name)
+        self.feature_map, self.width = latent_layout(spec, name)
+        self.order = config.order
+        self.form = config.form
+        self.time_input = config.time_input
+        self.input = LatentInput(config, spec)
+        encoders = config.order - 1 if config.form == "general" else config.order
+        if config.order == 1:
+            encoders = 0  # both forms are dx/dt = f(x), x(0) = z
+        self.initial = nn.ModuleList(self._encoder() for _ in range(encoders))
+        f_in = (config.order if config.form == "general" else 1) * self.width
+        f_in += int(config.time_input)
 
-
-class ODETemporal(nd.TemporalGenerator):
-    """A first-order neural ODE on vector latents; continuous in time (any grid)."""
-
-    continuous = True
-    order = 1
-
-    def __init__(self, config: ODEConfig, spec: nd.TemporalSpec) -> None:
-        super().__init__(spec, "temporal.ode")
-        if len(spec.latent_shape) != 1:
-            raise ConfigError(
-                f"temporal.ode works on vector latents; this backbone asks for {spec.latent_shape}"
+        def field(hidden: int | None) -> nn.Module:
+            return build_field_net(
+                config, f_in, self.width, feature_map=self.feature_map, hidden=hidden
             )
-        dim = spec.latent_shape[0]
-        self.encoder = (
-            nn.Identity()
-            if spec.input_shape == spec.latent_shape
-            else nn.Linear(math.prod(spec.input_shape), dim)
-        )
-        self.field = VectorField(config, dim)
-        self.options = nd.ODESolverOptions(
+
+        hidden = None
+        if config.design == "matched":
+            hidden = match_reference_width(
+                spec, name, nd.count_parameters(self), lambda h: nd.count_parameters(field(h))
+            )
+        self.hidden = hidden
+        self.field = field(hidden)
+        self.solver = nd.ODESolverOptions(
             **{f.name: getattr(config, f.name) for f in attrs.fields(nd.ODESolverOptions)}
         )
 
-    def drift(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """The vector field, for solvers outside this module."""
-        return self.field(t, state)
+    def _encoder(self) -> nn.Module:
+        if self.feature_map:
+            return nn.Conv2d(self.width, self.width, 1)
+        return nn.Linear(self.width, self.width)
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """(B, *input_shape) → (B, len(t), D): the solution at each time."""
-        z0 = self.encoder(z.flatten(1))
-        return nd.odeint(self.field, z0, t, self.options).transpose(0, 1)
+    def initial_state(self, z: torch.Tensor) -> torch.Tensor:
+        """z → (x(0), x'(0), …) stacked along dim 1."""
+        x = self.input(z)
+        if self.order == 1:
+            return x
+        if self.form == "general":
+            parts = [x, *(encode(x) for encode in self.initial)]
+        else:
+            parts = [encode(x) for encode in reversed(self.initial)]
+        return torch.cat(parts, dim=1)
+
+    def drift(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """d(state)/dt: each component's derivative is the next; the last's is f."""
+        if self.order == 1:
+            f_in = state
+        else:
+            f_in = state if self.form == "general" else state[:, -self.width :]
+        if self.time_input:
+            f_in = add_time_input(f_in, t)
+        accel = self.field(f_in)
+        if self.order == 1:
+            return accel
+        return torch.cat([state[:, self.width :], accel], dim=1)
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        """The position component of every state: (B, T, *latent_shape)."""
+        return states[:, :, : self.width]
 
 
 def build(config: ODEConfig, spec: nd.TemporalSpec) -> ODETemporal:

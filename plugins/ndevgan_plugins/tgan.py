@@ -217,7 +217,7 @@ class TGAN(nd.VideoGAN):
         g, d = self.generator, self.discriminators["video"]
         b = real.shape[0]
         with torch.no_grad():
-            fake = g(g.sample_z(b, rng, real.device))
+            fake = g(g.sample_z(b, rng, real.device), generator=rng)
         d_real, d_fake = d(real).mean(), d(fake).mean()
         loss_d = wgan_discriminator_loss(d_real, d_fake)
         optimizers["discriminator"].zero_grad(set_to_none=True)
@@ -228,7 +228,7 @@ class TGAN(nd.VideoGAN):
 
         d.requires_grad_(False)
         try:
-            loss_g = wgan_generator_loss(d(g(g.sample_z(b, rng, real.device))))
+            loss_g = wgan_generator_loss(d(g(g.sample_z(b, rng, real.device), generator=rng)))
             optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             optimizers["generator"].step()

@@ -7,7 +7,11 @@ The public API, in the spirit of torchdiffeq (a small surface over tables of com
 - the contracts a plugin implements: :class:`TemporalGenerator`, :class:`ImageGenerator`,
   :class:`VideoGAN`, :class:`Backbone`, :class:`VideoDataset`, with :class:`TemporalSpec`
   and :class:`VideoSpec`;
-- :func:`odeint` and :class:`ODESolverOptions` to integrate a plugin's vector field;
+- :class:`ODETemporalGenerator` / :class:`SDETemporalGenerator`: a dynamics plugin supplies
+  the initial state and vector fields, the core integrates them (:func:`odeint`,
+  :func:`sdeint` with :class:`ODESolverOptions` / :class:`SDESolverOptions`: torchdiffeq,
+  torchsde or the core's unrolled fixed-step solvers), and :class:`FieldOptions` builds the
+  paper's f designs;
 - :func:`train`, :func:`load_generator` — train from a config, generate from a checkpoint.
 """
 
@@ -24,6 +28,8 @@ from .config import build_config, option
 from .contracts import (
     Backbone,
     ImageGenerator,
+    ODETemporalGenerator,
+    SDETemporalGenerator,
     TemporalGenerator,
     TemporalSpec,
     VideoDataset,
@@ -33,20 +39,26 @@ from .contracts import (
     count_parameters,
 )
 from .errors import CheckpointError, ConfigError, NdevganError, PluginError
+from .fields import FieldOptions
 from .hookspecs import hookimpl
 from .registry import Registry, default_registry, get_plugin, list_plugins
 from .sampling import load_generator, train
+from .sde_solvers import SDESolverOptions, sdeint
 from .solvers import ODESolverOptions, odeint
 
 __all__ = [
     "Backbone",
     "CheckpointError",
     "ConfigError",
+    "FieldOptions",
     "ImageGenerator",
     "NdevganError",
     "ODESolverOptions",
+    "ODETemporalGenerator",
     "PluginError",
     "Registry",
+    "SDESolverOptions",
+    "SDETemporalGenerator",
     "TemporalGenerator",
     "TemporalSpec",
     "VideoDataset",
@@ -63,5 +75,6 @@ __all__ = [
     "load_generator",
     "odeint",
     "option",
+    "sdeint",
     "train",
 ]

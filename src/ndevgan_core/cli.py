@@ -146,10 +146,53 @@ def run(
     show_default=True,
     help="auto (cuda when available), cpu, cuda or cuda:N.",
 )
-def sample(checkpoint: str, n: int, out: str, seed: int, fps: int, device: str) -> None:
-    """Generate videos from a checkpoint (a file, or a run directory's newest one)."""
+@click.option(
+    "--t-start",
+    type=float,
+    default=None,
+    help="Time of the first frame (default: the trained start, where z sits). Negative: "
+    "integrate backwards to what came before the first frame. Continuous generators only.",
+)
+@click.option(
+    "--t-end",
+    type=float,
+    default=None,
+    help="Time of the last frame (default: the trained end); past it extrapolates.",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of frames from --t-start to --t-end (default: the trained count).",
+)
+@click.option(
+    "--fps-multiplier",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="K: render K× the frames over the same interval (intermediate states from the "
+    "solver) and write the 1× and K× videos of the same z side by side.",
+)
+def sample(
+    checkpoint: str,
+    n: int,
+    out: str,
+    seed: int,
+    fps: int,
+    device: str,
+    t_start: float | None,
+    t_end: float | None,
+    frames: int | None,
+    fps_multiplier: int,
+) -> None:
+    """Generate videos from a checkpoint (a file, or a run directory's newest one).
+
+    Continuous temporal generators (ODE, SDE) render any time grid: --t-start/--t-end/--frames
+    and --fps-multiplier. The PNG beside the video marks the trained interval (green), frames
+    outside it (orange) and the frame of z itself (blue).
+    """
     from . import media
-    from .sampling import load_generator, sample_videos
+    from .sampling import load_generator, sample_videos, time_grid
     from .trainer import resolve_device
 
     out_path = Path(out)
@@ -158,10 +201,46 @@ def sample(checkpoint: str, n: int, out: str, seed: int, fps: int, device: str) 
             f"expected a file ending in {' or '.join(media.VIDEO_SUFFIXES)}", param_hint="--out"
         )
     loaded = load_generator(checkpoint, _registry(), device=resolve_device(device, "--device"))
-    videos = media.to_uint8(sample_videos(loaded.generator, n, seed=seed))
-    media.write_video(out_path, media.video_grid(videos), fps=fps)
-    strip = media.write_png(out_path.with_suffix(".png"), media.frame_strip(videos))
-    click.echo(f"wrote {n} videos from step {loaded.step}: {out_path} and {strip}")
+    generator = loaded.generator
+    grid = time_grid(generator.spec, t_start, t_end, frames, fps_multiplier)
+    generator.temporal.check_times(grid.times)
+    videos = media.to_uint8(sample_videos(generator, n, seed=seed, times=grid.times))
+    times = grid.times.numpy()
+    custom = (t_start, t_end, frames) != (None, None, None) or grid.factor > 1
+    shown = media.mark_frames(videos, times, grid.trained)
+    reference = reference_times = None
+    if grid.base is not None:
+        base = media.to_uint8(sample_videos(generator, n, seed=seed, times=grid.base))
+        reference, reference_times = base, grid.base.numpy()
+        held = media.mark_frames(
+            media.hold_frames(base, grid.factor), media_times(grid), grid.trained
+        )
+        shown = media.side_by_side(held, shown)
+    media.write_video(out_path, media.video_grid(shown), fps=fps * grid.factor)
+    if custom:
+        image = media.timeline_strip(
+            videos[:4],
+            times,
+            grid.trained,
+            reference=None if reference is None else reference[:4],
+            reference_times=reference_times,
+        )
+    else:
+        image = media.frame_strip(videos)
+    strip = media.write_png(out_path.with_suffix(".png"), image)
+    click.echo(f"wrote {n} videos from step {loaded.step} ({grid.describe()}): {out_path}")
+    click.echo(
+        f"strip: {strip}"
+        + (" (left: 1×, right: ×" + str(grid.factor) + ")" if grid.factor > 1 else "")
+    )
+
+
+def media_times(grid: Any) -> Any:
+    """The time each frame of a held (1× stretched to K×) video shows: its base frame's time."""
+    import numpy as np
+
+    base = grid.base.numpy()
+    return np.concatenate([np.repeat(base[:-1], grid.factor), base[-1:]])
 
 
 def plugin_records(registry: Registry, kind: str | None = None) -> list[dict[str, Any]]:
@@ -229,8 +308,22 @@ def plugins_command(as_json: bool, kind: str | None, options: bool) -> None:
 
 @cli.command()
 @config_options
-def info(config_file: str | None, plugins: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Print the parameter count of each module of the GAN a config builds."""
+@click.option(
+    "--temporals/--no-temporals",
+    "show_temporals",
+    default=True,
+    show_default=True,
+    help="Also list every temporal generator variant (plugin × order × f design) with its "
+    "parameter count for this backbone.",
+)
+def info(
+    config_file: str | None,
+    plugins: tuple[str, ...],
+    overrides: tuple[str, ...],
+    show_temporals: bool,
+) -> None:
+    """Print the parameter count of each module of the GAN a config builds, and of every
+    temporal generator (each order and f design) the backbone could use instead."""
     from .runconfig import assemble
 
     registry = _registry()
@@ -244,13 +337,33 @@ def info(config_file: str | None, plugins: tuple[str, ...], overrides: tuple[str
         + (f" ({preset} preset)" if preset else "")
         + f", temporal {p.temporal}"
     )
-    width = max(len(k) for k in counts)
+    width = max(len(k) for k in [*counts, "discriminators (total)"])
     for name, n in counts.items():
         click.echo(f"  {name.ljust(width)}  {n:>12,}")
     gen = sum(n for k, n in counts.items() if k.startswith("generator."))
     disc = sum(n for k, n in counts.items() if k.startswith("discriminator."))
     click.echo(f"  {'generator (total)'.ljust(width)}  {gen:>12,}")
     click.echo(f"  {'discriminators (total)'.ljust(width)}  {disc:>12,}")
+    if show_temporals:
+        _echo_temporal_variants(parts.backbone, registry)
+
+
+def _echo_temporal_variants(backbone: Any, registry: Registry) -> None:
+    from .runconfig import temporal_variants
+
+    variants = temporal_variants(backbone, registry)
+    reference = backbone.temporal_spec().reference_params
+    title = "temporal generators this backbone can use (trainable parameters"
+    if reference is not None:
+        title += f"; its original has {reference:,}"
+    click.echo(title + "):")
+    width = max(len(v.label) for v in variants)
+    for v in variants:
+        if v.parameters is None:
+            click.echo(f"  {v.label.ljust(width)}  {'n/a':>12}  {v.note}")
+            continue
+        note = f"  {v.note}" if v.note else ""
+        click.echo(f"  {v.label.ljust(width)}  {v.parameters:>12,}{note}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

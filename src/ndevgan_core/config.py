@@ -18,7 +18,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -68,6 +68,26 @@ def one_of(*choices: Any) -> Callable[[Any, attrs.Attribute, Any], None]:
             _fail(attribute, value, "one of " + ", ".join(repr(c) for c in choices))
 
     check.choices = choices  # type: ignore[attr-defined]
+    return check
+
+
+def method_of(backends: Mapping[str, Sequence[str]]) -> Callable[[Any, attrs.Attribute, Any], None]:
+    """Validator factory for a solver ``method`` whose choices depend on a ``backend`` field.
+
+    Checks only that the value is a method of some backend (the union, listed per backend in
+    the message); the config class checks the pairing in ``__attrs_post_init__`` once both
+    fields are set. ``choices`` (for ``ndevgan plugins``) is the union, in order.
+    """
+    union = tuple(dict.fromkeys(m for methods in backends.values() for m in methods))
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in union:
+            listed = " or ".join(
+                f"{', '.join(methods)} (backend {name})" for name, methods in backends.items()
+            )
+            _fail(attribute, value, f"one of {listed}")
+
+    check.choices = union  # type: ignore[attr-defined]
     return check
 
 

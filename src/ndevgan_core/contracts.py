@@ -10,6 +10,7 @@ fits: the generator, its discriminator(s), optimisers and one training step.
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, ClassVar
 
 import attrs
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .sde_solvers import SDESolverOptions, sde_noise_shape, sdeint_from
+from .solvers import ODESolverOptions, odeint_from
 
 
 @attrs.frozen
@@ -56,9 +59,11 @@ class TemporalGenerator(nn.Module, abc.ABC):
     """Maps a latent ``z`` of shape ``(B, *input_shape)`` to ``(B, T, *latent_shape)``.
 
     ``t`` is a 1-D tensor of ``T`` times. A ``continuous`` generator accepts any grid
-    (increasing or decreasing, negative times allowed); a discrete one accepts only the
+    (increasing or decreasing, negative times allowed: ``z`` is the state at ``spec.t_start``,
+    and times before it are reached by integrating backwards); a discrete one accepts only the
     training grid and refuses others with a clear message (:meth:`check_times`). A
-    ``stochastic`` generator also draws noise.
+    ``stochastic`` generator's ``forward`` also takes ``noise`` (explicit standard-normal
+    increments) or ``generator`` (a seeded ``torch.Generator`` to draw them from).
     """
 
     continuous: ClassVar[bool] = False
@@ -87,6 +92,115 @@ class TemporalGenerator(nn.Module, abc.ABC):
                 f"{self.spec.t_end:g}, {self.spec.frames}). Use a continuous one (e.g. "
                 "temporal.ode) for other time grids."
             )
+
+
+class _Field(nn.Module):
+    """Adapts a generator's ``drift`` to the ``f(t, y)`` module torchdiffeq integrates (the
+    owner is a submodule, so the adjoint method finds its parameters)."""
+
+    def __init__(self, owner: ODETemporalGenerator) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.owner.drift(t, state)
+
+
+class ODETemporalGenerator(TemporalGenerator):
+    """A temporal generator defined by an ODE d(state)/dt = drift(t, state); the core integrates.
+
+    A plugin supplies :meth:`initial_state` (z → the state at ``spec.t_start``), :meth:`drift`
+    and :meth:`readout` (states → frame latents), plus ``solver`` (its
+    :class:`~ndevgan_core.solvers.ODESolverOptions`) and ``order``. The core integrates the
+    field with torchdiffeq or its own unrolled solvers for training and sampling, and with the
+    unrolled solvers for export, without knowing the plugin. Continuous: any time grid works.
+    """
+
+    continuous = True
+    order: int = 1
+    solver: ODESolverOptions
+
+    @abc.abstractmethod
+    def initial_state(self, z: torch.Tensor) -> torch.Tensor:
+        """The state ``(B, *state_shape)`` at ``spec.t_start`` for latents ``z``."""
+
+    @abc.abstractmethod
+    def drift(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """d(state)/dt at time ``t``."""
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        """States ``(B, T, *state_shape)`` → frame latents ``(B, T, *latent_shape)``."""
+        return states
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Integrate from ``initial_state(z)`` at ``spec.t_start`` to every time in ``t``."""
+        state = self.initial_state(z)
+        states = odeint_from(_Field(self), state, t, self.spec.t_start, self.solver)
+        return self.readout(states.transpose(0, 1))
+
+
+class SDETemporalGenerator(TemporalGenerator):
+    """A temporal generator defined by an SDE d(state) = drift dt + diffusion dW.
+
+    Like :class:`ODETemporalGenerator` with a :meth:`diffusion` as well, on a flat state
+    ``(B, S)``: diagonal noise returns ``(B, S)``, general noise ``(B, S, brownian_size)``.
+    ``noise`` passed to :meth:`forward` is standard normal of shape :meth:`noise_shape`
+    (increment k is its row k times the square root of the step), so a caller that owns the
+    noise owns the sample.
+    """
+
+    continuous = True
+    stochastic = True
+    solver: SDESolverOptions
+    brownian_size: int | None = None
+
+    @abc.abstractmethod
+    def initial_state(self, z: torch.Tensor) -> torch.Tensor:
+        """The flat state ``(B, S)`` at ``spec.t_start`` for latents ``z``."""
+
+    @abc.abstractmethod
+    def drift(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The drift μ(t, state), ``(B, S)``."""
+
+    @abc.abstractmethod
+    def diffusion(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The diffusion σ(t, state): ``(B, S)`` (diagonal) or ``(B, S, m)`` (general)."""
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        """States ``(B, T, S)`` → frame latents ``(B, T, *latent_shape)``."""
+        return states.reshape(*states.shape[:2], *self.spec.latent_shape)
+
+    def state_size(self) -> int:
+        """S, the size of the flat state."""
+        return math.prod(self.spec.latent_shape)
+
+    def noise_shape(self, batch: int, t: torch.Tensor) -> tuple[int, ...]:
+        """The shape of the standard-normal ``noise`` that :meth:`forward` takes for grid ``t``."""
+        return sde_noise_shape(
+            batch, t, self.solver, self.state_size(), self.brownian_size, t0=self.spec.t_start
+        )
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        t: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Integrate from ``initial_state(z)`` at ``spec.t_start`` to every time in ``t``."""
+        state = self.initial_state(z)
+        states = sdeint_from(
+            self.drift,
+            self.diffusion,
+            state,
+            t,
+            self.spec.t_start,
+            self.solver,
+            noise=noise,
+            generator=generator,
+            brownian_size=self.brownian_size,
+        )
+        return self.readout(states.transpose(0, 1))
 
 
 class ImageGenerator(nn.Module, abc.ABC):
@@ -141,13 +255,29 @@ class VideoGenerator(nn.Module):
             z = torch.randn(shape, generator=generator)
         return z.to(device) if device is not None else z
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """Generate videos ``(B, C, T, H, W)`` for latents ``z`` at times ``t``."""
+    def forward(
+        self,
+        z: torch.Tensor,
+        t: torch.Tensor | None = None,
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Generate videos ``(B, C, T, H, W)`` for latents ``z`` at times ``t`` (default: the
+        training grid). ``noise``/``generator`` reach a stochastic temporal generator (see
+        :class:`TemporalGenerator`) and are ignored by deterministic ones."""
         if t is None:
             t = self.spec.times(z.device)
         self.temporal.check_times(t)
         start = z if self.temporal_slice is None else z[:, slice(*self.temporal_slice)]
-        latents = self.temporal(start, t)
+        if self.temporal.stochastic:
+            latents = self.temporal(start, t, noise=noise, generator=generator)
+        elif noise is not None:
+            raise ConfigError(
+                f"{self.temporal.plugin_name} is deterministic; it takes no noise input"
+            )
+        else:
+            latents = self.temporal(start, t)
         frames = self.image(latents, z)
         return frames.transpose(1, 2)
 

@@ -27,10 +27,17 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "INSIDE_COLOUR",
+    "OUTSIDE_COLOUR",
+    "START_COLOUR",
     "VIDEO_SUFFIXES",
     "frame_strip",
+    "hold_frames",
+    "mark_frames",
     "read_png",
     "read_video",
+    "side_by_side",
+    "timeline_strip",
     "to_uint8",
     "video_grid",
     "write_png",
@@ -39,6 +46,13 @@ __all__ = [
 
 #: Suffixes :func:`write_video` understands (compared case-insensitively).
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".gif")
+
+#: Colours of the time band under :func:`timeline_strip` frames and of :func:`mark_frames`
+#: borders: inside the trained interval, outside it (extrapolated or before the first frame),
+#: and the frame at the interval's start (the latent z itself).
+INSIDE_COLOUR = (60, 170, 60)
+OUTSIDE_COLOUR = (235, 135, 30)
+START_COLOUR = (40, 90, 220)
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MP4_CRF = 18
@@ -161,6 +175,121 @@ def _strip_indices(num_frames: int, max_frames: int) -> list[int]:
     if max_frames == 1:
         return [0]
     return [int(i) for i in np.linspace(0, num_frames - 1, max_frames).round().astype(int)]
+
+
+# --------------------------------------------------------------------------- time layouts
+
+
+def hold_frames(videos: np.ndarray, factor: int) -> np.ndarray:
+    """Repeat every frame but the last ``factor`` times: a video at 1× frame rate, stretched
+    to play in step with the same interval sampled at ``factor``× (``(T-1)·factor + 1`` frames).
+    """
+    videos = _check_videos(videos, "hold_frames")
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    if factor == 1 or videos.shape[1] == 1:
+        return videos
+    held = np.repeat(videos[:, :-1], factor, axis=1)
+    return np.concatenate([held, videos[:, -1:]], axis=1)
+
+
+def side_by_side(
+    left: np.ndarray, right: np.ndarray, gap: int = 2, pad_value: int = 255
+) -> np.ndarray:
+    """Join video ``i`` of ``left`` and of ``right`` into one wider video (a ``gap`` between)."""
+    left, right = _check_videos(left, "side_by_side"), _check_videos(right, "side_by_side")
+    _check_pad(gap, pad_value)
+    if left.shape != right.shape:
+        raise ValueError(f"side_by_side needs equal shapes, got {left.shape} and {right.shape}")
+    n, t, h, _, _ = left.shape
+    spacer = np.full((n, t, h, gap, 3), pad_value, dtype=np.uint8)
+    return np.concatenate([left, spacer, right], axis=3)
+
+
+def _in_interval(times: np.ndarray, interval: tuple[float, float]) -> np.ndarray:
+    lo, hi = min(interval), max(interval)
+    eps = 1e-6 * max(1.0, hi - lo)
+    return (times >= lo - eps) & (times <= hi + eps)
+
+
+def mark_frames(
+    videos: np.ndarray, times: Any, interval: tuple[float, float], width: int = 2
+) -> np.ndarray:
+    """Frame every frame whose time lies outside ``interval`` with an orange border (a copy).
+
+    For videos sampled past the trained interval: a viewer sees at once which frames are
+    extrapolated (or come from before the first trained frame).
+    """
+    videos = _check_videos(videos, "mark_frames").copy()
+    times = np.asarray(times, dtype=np.float64)
+    if times.shape != (videos.shape[1],):
+        raise ValueError(f"mark_frames: {videos.shape[1]} frames but {times.shape} times")
+    outside = ~_in_interval(times, interval)
+    w = max(1, min(width, videos.shape[2] // 4, videos.shape[3] // 4))
+    for f in np.flatnonzero(outside):
+        frame = videos[:, f]
+        frame[:, :w], frame[:, -w:] = OUTSIDE_COLOUR, OUTSIDE_COLOUR
+        frame[:, :, :w], frame[:, :, -w:] = OUTSIDE_COLOUR, OUTSIDE_COLOUR
+    return videos
+
+
+def timeline_strip(
+    videos: np.ndarray,
+    times: Any,
+    interval: tuple[float, float],
+    *,
+    reference: np.ndarray | None = None,
+    reference_times: Any = None,
+    max_frames: int = 64,
+    pad: int = 2,
+    pad_value: int = 255,
+) -> np.ndarray:
+    """A still image of videos over time, with the trained interval marked.
+
+    One row of frames per video (at most ``max_frames`` columns, evenly chosen), and under it a
+    band coloured per frame: green inside ``interval``, orange outside, blue at the frame
+    nearest the interval's start (where the latent z sits). With ``reference`` (the same
+    latents at a coarser grid ``reference_times``, e.g. 1× against K× frame rate), each video's
+    row is preceded by a row holding the reference frames in the columns of equal time, so the
+    added intermediate frames stand out as the gaps in the row above.
+    """
+    videos = _check_videos(videos, "timeline_strip")
+    _check_pad(pad, pad_value)
+    n, t, h, w, _ = videos.shape
+    times = np.asarray(times, dtype=np.float64)
+    if times.shape != (t,):
+        raise ValueError(f"timeline_strip: {t} frames but {times.shape} times")
+    columns = _strip_indices(t, max_frames)
+    band = max(3, h // 8)
+    ref_columns: dict[int, int] = {}
+    if reference is not None:
+        reference = _check_videos(reference, "timeline_strip")
+        ref_times = np.asarray(reference_times, dtype=np.float64)
+        if reference.shape[0] != n or ref_times.shape != (reference.shape[1],):
+            raise ValueError("timeline_strip: reference must match videos in N and its times")
+        tol = 1e-6 * max(1.0, float(np.ptp(times)))
+        for j, f in enumerate(columns):
+            match = np.flatnonzero(np.abs(ref_times - times[f]) <= tol)
+            if match.size:
+                ref_columns[j] = int(match[0])
+    rows_per_video = 2 if reference is not None else 1
+    block = rows_per_video * (h + pad) + band + pad
+    image = np.full((n * block + pad, len(columns) * (w + pad) + pad, 3), pad_value, np.uint8)
+    inside = _in_interval(times, interval)
+    start = int(np.argmin(np.abs(times - interval[0])))
+    for i in range(n):
+        y = pad + i * block
+        if reference is not None:
+            for j, r in ref_columns.items():
+                x = pad + j * (w + pad)
+                image[y : y + h, x : x + w] = reference[i, r]
+            y += h + pad
+        for j, f in enumerate(columns):
+            x = pad + j * (w + pad)
+            image[y : y + h, x : x + w] = videos[i, f]
+            colour = START_COLOUR if f == start else INSIDE_COLOUR if inside[f] else OUTSIDE_COLOUR
+            image[y + h : y + h + band, x : x + w] = colour
+    return image
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -17,6 +17,7 @@ it, and returns a :class:`ResolvedConfig`; :func:`assemble` builds the GAN and d
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,8 +35,8 @@ from .config import (
     positive,
     set_nested,
 )
-from .contracts import Backbone, TemporalGenerator, VideoDataset, VideoGAN
-from .errors import ConfigError
+from .contracts import Backbone, TemporalGenerator, VideoDataset, VideoGAN, count_parameters
+from .errors import ConfigError, NdevganError
 from .registry import KINDS, Registry, qualify
 
 
@@ -221,6 +222,58 @@ def assemble(config: ResolvedConfig, registry: Registry) -> Assembled:
     temporal = registry.create(tname, tcfg, spec)
     gan = backbone.build(temporal)
     return Assembled(backbone=backbone, temporal=temporal, gan=gan)
+
+
+@attrs.frozen
+class TemporalVariant:
+    """One temporal generator a backbone could use, as ``ndevgan info`` lists it."""
+
+    plugin: str
+    options: dict[str, Any]
+    parameters: int | None
+    """Trainable parameters, or None when the variant does not fit the backbone."""
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        """``plugin key=value …``."""
+        return " ".join([self.plugin, *(f"{k}={v}" for k, v in self.options.items())])
+
+
+VARIANT_AXES = ("order", "design")
+"""Config fields whose choices :func:`temporal_variants` enumerates (when a plugin has them)."""
+
+
+def temporal_variants(backbone: Backbone, registry: Registry) -> list[TemporalVariant]:
+    """Every installed temporal plugin, at each choice of its ``order`` and ``design`` options
+    (the paper's ablation axes), built for ``backbone`` on the meta device to count parameters.
+    """
+    import torch
+
+    spec = backbone.temporal_spec()
+    variants = []
+    for comp in registry.load_all():
+        if comp.kind != "temporal":
+            continue
+        fields = {f.name: f for f in attrs.fields(comp.config_class)}
+        axes = {
+            key: fields[key].validator.choices
+            for key in VARIANT_AXES
+            if key in fields and hasattr(fields[key].validator, "choices")
+        }
+        for combo in itertools.product(*axes.values()):
+            options = dict(zip(axes, combo, strict=True))
+            try:
+                config = build_config(comp.config_class, options, comp.name)
+                with torch.device("meta"):
+                    module = registry.create(comp.name, config, spec)
+            except NdevganError as exc:
+                variants.append(TemporalVariant(comp.name, options, None, str(exc)))
+                continue
+            hidden = getattr(module, "hidden", None)
+            note = f"hidden {hidden}" if options.get("design") == "matched" and hidden else ""
+            variants.append(TemporalVariant(comp.name, options, count_parameters(module), note))
+    return variants
 
 
 def make_dataset(config: ResolvedConfig, registry: Registry, backbone: Backbone) -> VideoDataset:

@@ -1,7 +1,9 @@
 """``temporal.spiral``: a third-party temporal generator in its own distribution.
 
 The latent rotates and decays: dz/dt = (S - S^T - softplus(d) I) z with learned S and d, i.e. a
-linear ODE whose flow is a damped rotation. It reuses the core's ODE solver options.
+linear ODE whose flow is a damped rotation. It is an ``ODETemporalGenerator``: it supplies the
+initial state and the vector field, and the core integrates them with its solver options
+(torchdiffeq or the core's unrolled solvers), at any time grid, backwards too.
 """
 
 from __future__ import annotations
@@ -36,18 +38,19 @@ class Field(nn.Module):
         return z @ a.T
 
 
-class Spiral(nd.TemporalGenerator):
+class Spiral(nd.ODETemporalGenerator):
     """A damped rotation of the latent; continuous in time."""
-
-    continuous = True
 
     def __init__(self, config: SpiralConfig, spec: nd.TemporalSpec) -> None:
         super().__init__(spec, "temporal.spiral")
         self.field = Field(spec.latent_shape[0], config.scale)
-        self.options = config
+        self.solver = config  # a SpiralConfig is an ODESolverOptions
 
-    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return nd.odeint(self.field, z, t, self.options).transpose(0, 1)
+    def initial_state(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def drift(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return self.field(t, state)
 
 
 @nd.hookimpl
