@@ -310,12 +310,17 @@ class Trainer:
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """Videos for latents ``z`` with the generator in eval mode (training mode restored)."""
+        """Videos for latents ``z`` with the generator in eval mode (training mode restored).
+
+        A stochastic temporal generator gets the same noise at every call (seeded from the run's
+        seed), so successive sample grids differ only by training, not by a new Brownian path.
+        """
         generator = self.gan.generator
         was_training = generator.training
         generator.eval()
+        noise_rng = torch.Generator().manual_seed(self.config.run.seed + 3)
         try:
-            return generator(z.to(self.device)).float().cpu()
+            return generator(z.to(self.device), generator=noise_rng).float().cpu()
         finally:
             generator.train(was_training)
 
