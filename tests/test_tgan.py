@@ -142,3 +142,21 @@ def test_training_step_updates_both_networks_and_reports_scores():
     assert any(not torch.equal(a, b) for a, b in zip(g_before, gan.generator.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(d_before, gan.discriminators.parameters()))
     assert all(p.requires_grad for p in gan.discriminators.parameters())
+
+
+def test_cli_trains_the_tiny_preset_from_the_backbone_defaults(tmp_path):
+    from ndevgan_core.checkpoint import load_checkpoint
+
+    from .conftest import ndevgan
+
+    ndevgan(
+        "run", "--plugin", "backbone.tgan", "--set", "backbone.tgan.preset=tiny",
+        "--set", "backbone.tgan.batch_size=4", "--set", "run.iterations=2",
+        "--set", "dataset.shapes.videos=64", "--set", "run.samples=4",
+        "--set", "run.progress=false", "--set", f"run.out={tmp_path}", "--set", "run.name=t",
+    )  # fmt: skip
+    state = load_checkpoint(tmp_path / "t")
+    assert state["step"] == 2
+    # the backbone's defaults: its original temporal generator, the tiny preset's sizes
+    assert state["config"]["plugins"]["temporal"] in ("", "temporal.conv1d")
+    assert state["config"]["backbone"]["tgan"]["size"] == 32

@@ -247,20 +247,12 @@ class TGANBackbone(nd.Backbone):
 
     default_temporal = "temporal.conv1d"
 
-    def __init__(self, config: TGANConfig) -> None:
-        self.config = config
-        self.batch_size = config.batch_size
-
     def temporal_spec(self) -> nd.TemporalSpec:
         """Vector latents of ``latent_dim`` from z of the same size; the paper's time grid."""
         shape = (self.config.latent_dim,)
         spec = nd.TemporalSpec(shape, shape, self.config.frames)
         reference = nd.count_parameters(Conv1dTemporal(Conv1dTemporalConfig(), spec))
         return attrs.evolve(spec, reference_params=reference)
-
-    def video_spec(self) -> nd.VideoSpec:
-        """RGB videos of ``frames`` × ``size`` × ``size``."""
-        return nd.VideoSpec(self.config.frames, self.config.size, self.config.size, 3)
 
     def build(self, temporal: nd.TemporalGenerator) -> TGAN:
         """TGAN with ``temporal`` as its temporal generator."""

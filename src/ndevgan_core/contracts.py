@@ -336,13 +336,19 @@ class Backbone(abc.ABC):
     config: Any
     batch_size: int
 
+    def __init__(self, config: Any) -> None:
+        """Keep the config; its ``batch_size`` is the trainer's batch size."""
+        self.config = config
+        self.batch_size = config.batch_size
+
     @abc.abstractmethod
     def temporal_spec(self) -> TemporalSpec:
         """What the temporal generator must take and produce."""
 
-    @abc.abstractmethod
     def video_spec(self) -> VideoSpec:
-        """The videos the backbone generates and the dataset must supply."""
+        """The videos the backbone generates and the dataset must supply: by default RGB,
+        ``config.frames`` × ``config.size`` × ``config.size``."""
+        return VideoSpec(self.config.frames, self.config.size, self.config.size, 3)
 
     @abc.abstractmethod
     def build(self, temporal: TemporalGenerator) -> VideoGAN:
