@@ -144,3 +144,52 @@ def test_disable_env_blocks_builtins_and_says_so(monkeypatch):
     assert "temporal.ode" not in registry.names()
     with pytest.raises(PluginError, match="disabled by NDEVGAN_DISABLE_PLUGINS"):
         registry.get("temporal.ode")
+
+
+COMMAND_SOURCE = """
+import attrs
+import click
+import ndevgan_core as nd
+
+@attrs.frozen
+class Config:
+    pass
+
+@nd.hookimpl
+def register_components(register):
+    register("dataset.fakecmd", lambda config, spec: None, Config)
+
+@nd.hookimpl
+def register_commands(cli):
+    @cli.command("hello")
+    def hello():
+        click.echo("hi")
+"""
+
+
+def test_builtin_command_modules_load_on_demand_and_also_register_their_components(
+    tmp_path, monkeypatch
+):
+    import click
+
+    from ndevgan_core.registry import CatalogueEntry
+
+    (tmp_path / "fake_cmd_module.py").write_text(COMMAND_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(entry_points=False, disabled=())
+    registry.command_catalogue = {"hello": CatalogueEntry("hello", "fake_cmd_module", "")}
+    registry.catalogue["dataset.fakecmd"] = CatalogueEntry("dataset.fakecmd", "fake_cmd_module", "")
+    assert "fake_cmd_module" not in sys.modules
+    group = click.Group()
+    registry.load_command("hello", group)
+    assert "hello" in group.commands
+    # the module is now a registered plugin: its component resolves without a second import
+    assert registry.get("dataset.fakecmd").provider.plugin == "fake_cmd_module"
+    registry.command_catalogue = {"broken": CatalogueEntry("broken", "no_such_module_x", "")}
+    with pytest.raises(PluginError, match="built-in command 'broken' could not be imported"):
+        registry.load_command("broken", group)
+
+
+def test_catalogue_commands_table_names_importable_modules():
+    for name, entry in read_catalogue("commands").items():
+        assert name and entry.module.startswith("ndevgan_plugins.")

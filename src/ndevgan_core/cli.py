@@ -32,6 +32,21 @@ class _Group(click.Group):
         except NdevganError as exc:
             raise click.ClickException(str(exc)) from None
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The commands defined here and those of built-in plugins (registry.toml [commands])."""
+        return sorted(set(super().list_commands(ctx)) | set(_registry().command_catalogue))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """A command by name, importing the built-in plugin that provides it on first use."""
+        command = super().get_command(ctx, name)
+        if command is None and name in _registry().command_catalogue:
+            try:
+                _registry().load_command(name, self)
+            except NdevganError as exc:
+                raise click.ClickException(str(exc)) from None
+            command = super().get_command(ctx, name)
+        return command
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ndevgan")

@@ -94,10 +94,12 @@ def _version() -> str:
         return "0+unknown"
 
 
-def read_catalogue() -> dict[str, CatalogueEntry]:
-    """Read the built-in catalogue ``registry.toml`` shipped inside :mod:`ndevgan_core`."""
+def read_catalogue(table_name: str = "components") -> dict[str, CatalogueEntry]:
+    """Read a table of the built-in catalogue ``registry.toml`` shipped inside
+    :mod:`ndevgan_core`: ``components`` (name → module, summary) or ``commands`` (CLI
+    sub-command → the module whose ``register_commands`` adds it)."""
     text = importlib.resources.files("ndevgan_core").joinpath("registry.toml").read_text("utf-8")
-    table = tomllib.loads(text).get("components", {})
+    table = tomllib.loads(text).get(table_name, {})
     return {
         name: CatalogueEntry(name=name, module=entry["module"], summary=entry.get("summary", ""))
         for name, entry in table.items()
@@ -130,6 +132,11 @@ class Registry:
         self.disabled = frozenset(disabled) if disabled is not None else disabled_from_env()
         self.catalogue = {
             n: e for n, e in read_catalogue().items() if not self._is_disabled(n, e.module)
+        }
+        self.command_catalogue = {
+            n: e
+            for n, e in read_catalogue("commands").items()
+            if not self._is_disabled(n, e.module)
         }
         self.components: dict[str, Component] = {}
         self.broken: list[BrokenPlugin] = []
@@ -246,6 +253,21 @@ class Registry:
             raise PluginError(
                 f"module {entry.module} does not register {entry.name} as registry.toml says"
             )
+
+    def load_command(self, name: str, cli: Any) -> None:
+        """Import the built-in module that provides CLI sub-command ``name`` and let it add its
+        commands to ``cli`` (built-in command modules load only when their command runs)."""
+        entry = self.command_catalogue[name]
+        try:
+            module = importlib.import_module(entry.module)
+        except Exception as exc:
+            raise PluginError(
+                f"built-in command {name!r} could not be imported from {entry.module}: {exc}"
+            ) from exc
+        if not self.pm.is_registered(module):
+            self.add_plugin(module, attrs.evolve(self._builtin, plugin=entry.module))
+        others = [p for p in self.pm.get_plugins() if p is not module]
+        self.pm.subset_hook_caller("register_commands", remove_plugins=others)(cli=cli)
 
     # ---- lookup ---------------------------------------------------------------------------
 
