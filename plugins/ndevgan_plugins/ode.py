@@ -36,9 +36,9 @@ from ndevgan_core.fields import (
 )
 
 
-@attrs.frozen
-class ODEConfig(nd.ODESolverOptions, FieldOptions):
-    """Options of ``temporal.ode``: order and form, the design of f, how to integrate."""
+@attrs.frozen(slots=False)
+class OrderOptions:
+    """The order and form of the ODE (listed first among ``temporal.ode``'s options)."""
 
     order: int = option(1, "order n of the ODE: 1, 2 or 3", one_of(1, 2, 3))
     form: str = option(
@@ -47,6 +47,11 @@ class ODEConfig(nd.ODESolverOptions, FieldOptions):
         "x^(n) = f(x^(n-1)), every initial component encoded from z)",
         one_of("general", "chain"),
     )
+
+
+@attrs.frozen
+class ODEConfig(nd.ODESolverOptions, FieldOptions, OrderOptions):
+    """Options of ``temporal.ode``: order and form, the design of f, how to integrate."""
 
     def __attrs_post_init__(self) -> None:
         run_post_init_hooks(self, nd.ODESolverOptions, FieldOptions)
