@@ -36,6 +36,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tools/bench_step.py
 	$(BIN)/python tools/bench_temporal.py
+	$(BIN)/python tools/bench_data.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

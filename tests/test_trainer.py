@@ -186,3 +186,15 @@ def test_checkpoint_write_is_atomic(tmp_path):
         save_checkpoint(path, {"step": 2, "config": {}, "model": {"x": Boom()}})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
     assert load_checkpoint(path)["step"] == 1  # the old checkpoint is intact
+
+
+def test_uint8_batches_are_normalised_like_float_ones():
+    from ndevgan_core.contracts import normalise_videos
+
+    clips = torch.randint(0, 256, (2, 4, 5, 6, 3), dtype=torch.uint8)  # (B, T, H, W, C)
+    out = normalise_videos(clips)
+    assert out.shape == (2, 3, 4, 5, 6) and out.dtype == torch.float32
+    assert torch.equal(out[1, 2, 3, 4, 5], (clips[1, 3, 4, 5, 2].float() - 128) / 128)
+    assert out.min() >= -1 and out.max() <= 127 / 128
+    floats = torch.rand(2, 3, 4, 5, 6) * 2 - 1
+    assert normalise_videos(floats) is floats

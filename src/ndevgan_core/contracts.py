@@ -360,8 +360,22 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def normalise_videos(videos: torch.Tensor) -> torch.Tensor:
+    """A batch of clips as the GAN takes them: float (B, C, T, H, W) in [-1, 1].
+
+    Float batches pass through; ``uint8`` batches (B, T, H, W, C) — what a dataset may hand
+    over to move a quarter of the bytes between processes — become ``(x - 128) / 128`` on
+    whatever device they are on.
+    """
+    if videos.dtype == torch.uint8:
+        return videos.permute(0, 4, 1, 2, 3).float().sub_(128.0).div_(128.0)
+    return videos
+
+
 class VideoDataset(torch.utils.data.Dataset, abc.ABC):
-    """Training clips: item ``i`` is ``{"video": float (C, T, H, W) in [-1, 1], "label": int}``.
+    """Training clips: item ``i`` is ``{"video": float (C, T, H, W) in [-1, 1], "label": int}``,
+    or ``"video"`` as ``uint8`` (T, H, W, C), which the trainer normalises on the device
+    (:func:`normalise_videos`).
 
     Built by a dataset plugin's factory from its config and the backbone's :class:`VideoSpec`;
     reports its resolution and frame count through ``spec`` and its classes through

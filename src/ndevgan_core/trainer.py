@@ -38,7 +38,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import dump_toml
-from .contracts import VideoGAN
+from .contracts import VideoGAN, normalise_videos
 from .errors import CheckpointError, ConfigError
 from .progress import progress_bar
 from .registry import Registry
@@ -248,7 +248,7 @@ class Trainer:
             batches = iter(self._loader()) if self.step < run.iterations else iter(())
             while self.step < run.iterations and not self._stop_requested:
                 t0 = time.perf_counter()
-                real = next(batches)["video"].to(self.device, non_blocking=True)
+                real = normalise_videos(next(batches)["video"].to(self.device, non_blocking=True))
                 t1 = time.perf_counter()
                 metrics = self.gan.training_step(real, self.step, self.optimizers, self.rng)
                 if self.device.type == "cuda":
