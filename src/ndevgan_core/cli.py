@@ -228,7 +228,7 @@ def sample(
         base = media.to_uint8(sample_videos(generator, n, seed=seed, times=grid.base))
         reference, reference_times = base, grid.base.numpy()
         held = media.mark_frames(
-            media.hold_frames(base, grid.factor), media_times(grid), grid.trained
+            media.hold_frames(base, grid.factor), _held_times(grid), grid.trained
         )
         shown = media.side_by_side(held, shown)
     media.write_video(out_path, media.video_grid(shown), fps=fps * grid.factor)
@@ -244,13 +244,13 @@ def sample(
         image = media.frame_strip(videos)
     strip = media.write_png(out_path.with_suffix(".png"), image)
     click.echo(f"wrote {n} videos from step {loaded.step} ({grid.describe()}): {out_path}")
-    click.echo(
-        f"strip: {strip}"
-        + (" (left: 1×, right: ×" + str(grid.factor) + ")" if grid.factor > 1 else "")
-    )
+    if grid.factor > 1:
+        click.echo(f"  each cell: left 1× (held), right {grid.factor}×; strip: {strip}")
+    else:
+        click.echo(f"  strip: {strip}")
 
 
-def media_times(grid: Any) -> Any:
+def _held_times(grid: Any) -> Any:
     """The time each frame of a held (1× stretched to K×) video shows: its base frame's time."""
     import numpy as np
 
