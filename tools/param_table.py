@@ -34,8 +34,7 @@ def main() -> None:
         with torch.device("meta"):
             parts = assemble(config, registry)
         modules[name] = parts.gan.module_parameter_counts()
-        with torch.device("meta"):
-            rows = temporal_variants(parts.backbone, registry)
+        rows = temporal_variants(parts.backbone, registry)  # on the meta device too
         variants[name] = {
             v.label: "n/a" if v.parameters is None else f"{v.parameters:,}" for v in rows
         }

@@ -375,8 +375,7 @@ class MoCoGANBackbone(nd.Backbone):
         """z_motion → one motion latent of the same size per frame; the paper's time grid."""
         shape = (self.config.motion_dim,)
         spec = nd.TemporalSpec(shape, shape, self.config.frames)
-        reference = nd.count_parameters(GRUTemporal(GRUTemporalConfig(), spec))
-        return attrs.evolve(spec, reference_params=reference)
+        return spec.with_reference(lambda s: GRUTemporal(GRUTemporalConfig(), s))
 
     def build(self, temporal: nd.TemporalGenerator) -> MoCoGAN:
         """MoCoGAN with ``temporal`` as its motion generator."""

@@ -251,8 +251,7 @@ class TGANBackbone(nd.Backbone):
         """Vector latents of ``latent_dim`` from z of the same size; the paper's time grid."""
         shape = (self.config.latent_dim,)
         spec = nd.TemporalSpec(shape, shape, self.config.frames)
-        reference = nd.count_parameters(Conv1dTemporal(Conv1dTemporalConfig(), spec))
-        return attrs.evolve(spec, reference_params=reference)
+        return spec.with_reference(lambda s: Conv1dTemporal(Conv1dTemporalConfig(), s))
 
     def build(self, temporal: nd.TemporalGenerator) -> TGAN:
         """TGAN with ``temporal`` as its temporal generator."""

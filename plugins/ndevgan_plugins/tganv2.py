@@ -633,9 +633,7 @@ class TGANv2Backbone(nd.Backbone):
         """z of ``z_dim`` → ``frames`` feature maps of clstm_channels × base × base."""
         c = self.config
         spec = nd.TemporalSpec((c.z_dim,), (c.clstm_channels, c.base_size, c.base_size), c.frames)
-        with torch.device("meta"):
-            reference = nd.count_parameters(ConvLSTMTemporal(ConvLSTMTemporalConfig(), spec))
-        return attrs.evolve(spec, reference_params=reference)
+        return spec.with_reference(lambda s: ConvLSTMTemporal(ConvLSTMTemporalConfig(), s))
 
     def build(self, temporal: nd.TemporalGenerator) -> TGANv2:
         """TGANv2 with ``temporal`` as its temporal generator."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -53,6 +54,13 @@ class TemporalSpec:
     def times(self, device: torch.device | str | None = None) -> torch.Tensor:
         """The training time grid: ``frames`` evenly spaced times from t_start to t_end."""
         return torch.linspace(self.t_start, self.t_end, self.frames, device=device)
+
+    def with_reference(self, build: Callable[[TemporalSpec], nn.Module]) -> TemporalSpec:
+        """This spec with ``reference_params`` counted from the original temporal generator that
+        ``build(spec)`` makes — built on the meta device, so counting allocates nothing."""
+        with torch.device("meta"):
+            count = count_parameters(build(self))
+        return attrs.evolve(self, reference_params=count)
 
 
 class TemporalGenerator(nn.Module, abc.ABC):
