@@ -132,3 +132,12 @@ def test_discrete_generators_refuse_other_grids_on_the_command_line(tmp_path, re
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "temporal.conv1d is a discrete temporal generator" in proc.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_noise_given_to_a_deterministic_generator_is_refused(registry):
+    from ndevgan_core.runconfig import assemble
+
+    generator = assemble(resolve(fast_raw(), registry), registry).gan.generator
+    z = generator.sample_z(2, torch.Generator().manual_seed(0))
+    with pytest.raises(nd.ConfigError, match="temporal.ode is deterministic; it takes no noise"):
+        generator(z, noise=torch.zeros(2, 15, 16))
