@@ -400,3 +400,28 @@ class VideoDataset(torch.utils.data.Dataset, abc.ABC):
     @abc.abstractmethod
     def __getitem__(self, index: int) -> dict[str, Any]:
         """The clip ``index`` as ``{"video": Tensor (C, T, H, W), "label": int}``."""
+
+    def reference_classifier(self) -> str | None:
+        """Path of the weights of a :class:`VideoClassifier` suited to score videos like these
+        (IS/FID), or None when the user must bring one (e.g. C3D for UCF101)."""
+        return None
+
+
+class VideoClassifier(nn.Module, abc.ABC):
+    """A pretrained video classifier that IS and FID score videos with (C3D on UCF101, or the
+    small classifier shipped for ``dataset.shapes``).
+
+    It owns its preprocessing: :meth:`forward` takes generated or real videos as the GAN makes
+    them — float (B, C, T, H, W) in [-1, 1] — and returns ``{"features": (B, feature_size),
+    "probs": (B, num_classes)}``: the FID features and the class probabilities for IS.
+    ``weights_id`` identifies the weights (a digest), so cached real-data statistics are
+    never reused with other weights.
+    """
+
+    num_classes: int
+    feature_size: int
+    weights_id: str
+
+    @abc.abstractmethod
+    def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"features": (B, F), "probs": (B, K)}`` for videos (B, C, T, H, W) in [-1, 1]."""
