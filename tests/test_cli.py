@@ -183,3 +183,25 @@ def test_sample_device_errors_name_the_option(tmp_path):
     if not torch.cuda.is_available():
         proc = ndevgan("sample", str(tmp_path), "--device", "cuda", check=False)
         _fails_cleanly(proc, "--device is 'cuda' but this machine has no CUDA device")
+
+
+def test_cli_warning_display_takes_what_the_warnings_module_passes(capsys):
+    """warnings.showwarning is called with (message, category, filename, lineno, file, line)."""
+    import warnings
+
+    from ndevgan_core import cli as cli_module
+    from ndevgan_core.registry import PluginWarning
+
+    previous = warnings.showwarning
+    warnings.showwarning = cli_module._show_warning
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = cli_module._show_warning
+            warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
+            warnings.warn("plugin x failed", PluginWarning, stacklevel=1)
+    finally:
+        warnings.showwarning = previous
+    err = capsys.readouterr().err
+    assert "DeprecationWarning: deprecated thing" in err
+    assert "Warning: plugin x failed\n" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -16,11 +17,20 @@ from .errors import NdevganError
 from .registry import PluginWarning, Registry, default_registry
 
 
-def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+def _show_warning(
+    message: Any,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the CLI: plugin warnings as one line, others as usual."""
     if issubclass(category, PluginWarning):
         click.echo(f"Warning: {message}", err=True)
     else:
-        click.echo(warnings.formatwarning(message, category, *args, **kwargs), err=True, nl=False)
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        click.echo(text, err=True, nl=False)
 
 
 class _Group(click.Group):
@@ -138,7 +148,8 @@ def run(
     else:
         config = resolve_cli_config(config_file, plugins, overrides, registry)
     run_dir = train(config, registry, resume=resume)
-    click.echo(f"run directory: {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        click.echo(f"run directory: {run_dir}")
 
 
 @cli.command()

@@ -61,6 +61,18 @@ class RunConfig:
     workers: int = option(0, "DataLoader worker processes", non_negative)
     threads: int = option(0, "torch CPU threads (0: torch's default)", non_negative)
     progress: bool = option(True, "show a progress bar")
+    amp: str = option(
+        "none",
+        "mixed precision of the networks' forward passes: none, or bf16 (bfloat16 autocast; "
+        "CUDA only)",
+        one_of("none", "bf16"),
+    )
+    sync_batchnorm: bool = option(
+        True, "under torchrun: batch-norm statistics over all processes' batches (global batch)"
+    )
+    find_unused_parameters: bool = option(
+        False, "under torchrun: let DDP tolerate parameters that get no gradient (slower)"
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):

@@ -11,6 +11,15 @@ The backbone's :class:`~ndevgan_core.contracts.VideoGAN` does the protocol-speci
 Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and stops;
 ``Trainer(..., resume=run_dir)`` continues from the newest checkpoint to the same weights,
 optimiser state, RNG state and data order as a run that was never stopped.
+
+Under ``torchrun`` (see :mod:`ndevgan_core.distributed`) every process trains its slice of
+each global batch with the networks wrapped in DDP; rank 0 alone writes the run directory and
+shows progress, logged figures are averaged over the ranks, and a stop signal stops every
+rank after the same step. Checkpoints hold the plain networks' state (the keys of a
+single-process run) with the RNG state of rank 0, so they load in one process and resume on
+any number of processes: on the same number the continuation is exact; on another, the data
+and latents still continue exactly where they stopped, the per-rank noise and the order of
+floating-point sums differ.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -28,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from . import media
+from . import distributed, media
 from .checkpoint import (
     checkpoint_path,
     list_checkpoints,
@@ -51,18 +62,36 @@ class ResumableBatchSampler(Sampler[list[int]]):
     Epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``; step ``s``
     takes the ``s``-th full batch of that sequence. Starting at any step reproduces exactly
     the batches an uninterrupted run would have seen, with no sampler state to save.
+
+    With ``world_size`` processes, ``batch_size`` is the global batch and process ``rank``
+    gets rows ``[rank·b, (rank+1)·b)`` of it, ``b = batch_size / world_size``: the same data
+    is seen in each step whatever the number of processes.
     """
 
-    def __init__(self, length: int, batch_size: int, seed: int, start_step: int = 0) -> None:
+    def __init__(
+        self,
+        length: int,
+        batch_size: int,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if length < batch_size:
             raise ConfigError(
                 f"the dataset has {length} clips, fewer than one batch of {batch_size}"
+            )
+        if batch_size % world_size:
+            raise ConfigError(
+                f"the batch of {batch_size} does not split evenly over {world_size} processes"
             )
         self.length = length
         self.batch_size = batch_size
         self.seed = seed
         self.start_step = start_step
         self.per_epoch = length // batch_size
+        share = batch_size // world_size
+        self._rows = slice(rank * share, (rank + 1) * share)
 
     def _epoch(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -76,7 +105,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
             if pos == self.per_epoch:
                 epoch, pos = epoch + 1, 0
                 perm = self._epoch(epoch)
-            yield perm[pos * self.batch_size : (pos + 1) * self.batch_size].tolist()
+            yield perm[pos * self.batch_size : (pos + 1) * self.batch_size][self._rows].tolist()
             pos += 1
 
     def __len__(self) -> int:  # DataLoader asks; the sampler is endless
@@ -106,6 +135,19 @@ class Trainer:
 
     ``run_dir`` defaults to a new directory under ``run.out``; ``resume`` is a run directory
     or checkpoint file to continue from (its config must match, except ``[run]`` settings).
+
+    Started by torchrun, the trainer joins the process group (and leaves it when :meth:`fit`
+    ends). ``rank``, ``world_size`` and ``is_main`` say where this process stands (0, 1 and
+    True in a single process); ``gan`` (also :attr:`unwrapped`) is always the plain
+    :class:`~ndevgan_core.contracts.VideoGAN`, while ``model`` is what ``training_step`` runs
+    on: ``gan`` itself in one process, or a view of it whose networks are DDP (and autocast)
+    wrappers. ``on_step`` reaches plugins on every rank, after the ranks have agreed on the
+    step's averaged metrics, so a plugin may run collective operations from it;
+    ``on_checkpoint`` and ``on_sample`` fire on rank 0 only.
+
+    ``rng`` is the training step's generator in one process; under torchrun it is the latent
+    stream shared by the ranks, and ``noise_rng`` (reseeded every step from the seed, rank
+    and step) is the generator the backbone's step receives.
     """
 
     def __init__(
@@ -117,7 +159,50 @@ class Trainer:
     ) -> None:
         self.config = config
         self.registry = registry
-        self.device = resolve_device(config.run.device)
+        context = distributed.setup(config.run.device)
+        self.distributed = context or distributed.DistributedContext(
+            rank=0, world_size=1, local_rank=0, device=resolve_device(config.run.device)
+        )
+        try:
+            self._build(config, registry, run_dir, resume)
+        except BaseException:
+            self.distributed.close()
+            raise
+
+    @property
+    def rank(self) -> int:
+        """This process's rank among :attr:`world_size` (0 in a single process)."""
+        return self.distributed.rank
+
+    @property
+    def world_size(self) -> int:
+        """Number of training processes (1 unless started by torchrun)."""
+        return self.distributed.world_size
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run directory (rank 0)."""
+        return self.distributed.is_main
+
+    @property
+    def unwrapped(self) -> VideoGAN:
+        """The plain VideoGAN (no DDP or autocast wrappers), as checkpoints store it."""
+        return self.gan
+
+    def _build(
+        self,
+        config: ResolvedConfig,
+        registry: Registry,
+        run_dir: str | Path | None,
+        resume: str | Path | None,
+    ) -> None:
+        run = config.run
+        self.device = self.distributed.device
+        if run.amp == "bf16" and self.device.type != "cuda":
+            raise ConfigError(
+                f"run.amp = 'bf16' needs a CUDA device; this run is on {self.device.type}. "
+                "Use run.amp = 'none'"
+            )
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         state = None
@@ -128,7 +213,11 @@ class Trainer:
             elif run_dir is None:
                 run_dir = Path(resume).resolve().parent.parent
             self._check_resumable(state)
-        self.run_dir = Path(run_dir) if run_dir is not None else self._new_run_dir()
+        if run_dir is None:
+            run_dir = distributed.broadcast_object(
+                str(self._new_run_dir()) if self.is_main else None, self.distributed
+            )
+        self.run_dir = Path(run_dir)
         if state is None and list_checkpoints(self.run_dir):
             raise ConfigError(
                 f"run directory {self.run_dir} already has checkpoints; resume it with "
@@ -136,16 +225,28 @@ class Trainer:
             )
         torch.manual_seed(config.run.seed)
         self.parts: Assembled = assemble(config, registry)
-        self.gan: VideoGAN = self.parts.gan.to(self.device)
+        gan = self.parts.gan
+        if self.distributed.active and run.sync_batchnorm:
+            gan = distributed.convert_batchnorm(gan, self.device)
+        self.gan: VideoGAN = gan.to(self.device)
         self.optimizers = self.gan.configure_optimizers()
         self.dataset = make_dataset(config, registry, self.parts.backbone)
+        batch = self.parts.backbone.batch_size
+        if batch % self.world_size:
+            raise ConfigError(
+                f"{config.plugins.backbone}.batch_size = {batch} (the global batch) does not "
+                f"split evenly over the {self.world_size} torchrun processes"
+            )
         self.rng = torch.Generator().manual_seed(config.run.seed + 1)
+        self.noise_rng = torch.Generator()
         self.step = 0
         for name in config.plugins.loggers:
             registry.add_plugin(registry.create(name, config.components[name]))
         if state is not None:
             self._restore(state)
+        self.model: VideoGAN = self._training_model()
         self._stop_requested = False
+        self._stop_agreed = False
 
     # ---- set-up ---------------------------------------------------------------------------
 
@@ -184,16 +285,63 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not fit this model: {exc}") from None
         torch.set_rng_state(state["rng"]["torch"])
         self.rng.set_state(state["rng"]["train"])
-        if torch.cuda.is_available() and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        saved_cuda = state["rng"].get("cuda")
+        # a checkpoint from a machine with another GPU count keeps this machine's CUDA state
+        if (
+            saved_cuda is not None
+            and torch.cuda.is_available()
+            and len(saved_cuda) == torch.cuda.device_count()
+        ):
+            torch.cuda.set_rng_state_all(saved_cuda)
         self.step = int(state["step"])
+
+    def _training_model(self) -> VideoGAN:
+        """``gan`` in one process without autocast; otherwise a view with wrapped networks."""
+        run = self.config.run
+        amp = run.amp == "bf16"
+        self._gradient_sync: distributed.GradientSync | None = None
+        if not self.distributed.active and not amp:
+            return self.gan
+        wrappers: list[distributed.DistributedModule] = []
+        sharding = distributed.LatentSharding(self.rng, self.noise_rng, self.rank, self.world_size)
+
+        options = {
+            "device_ids": [self.device.index] if self.device.type == "cuda" else None,
+            "sync_buffers": not run.sync_batchnorm,
+            "find_unused_parameters": run.find_unused_parameters,
+        }
+
+        def wrap(network: nn.Module, is_generator: bool) -> nn.Module:
+            if amp:
+                network = distributed.AutocastModule(network, self.device.type)
+            if not self.distributed.active or not any(
+                p.requires_grad for p in network.parameters()
+            ):
+                return network
+            wrapped = (
+                distributed.DistributedVideoGenerator(network, sharding, **options)
+                if is_generator
+                else distributed.DistributedModule(network, **options)
+            )
+            wrappers.append(wrapped)
+            return wrapped
+
+        view = distributed.training_view(self.gan, wrap)
+        if self.distributed.active:
+            self._gradient_sync = distributed.GradientSync(self.optimizers, wrappers)
+        return view
 
     # ---- the loop -------------------------------------------------------------------------
 
     def _loader(self) -> DataLoader:
         run = self.config.run
         sampler = ResumableBatchSampler(
-            len(self.dataset), self.parts.backbone.batch_size, run.seed, self.step
+            len(self.dataset),
+            self.parts.backbone.batch_size,
+            run.seed,
+            self.step,
+            rank=self.rank,
+            world_size=self.world_size,
         )
         return DataLoader(
             self.dataset,
@@ -205,7 +353,12 @@ class Trainer:
 
     @contextlib.contextmanager
     def _stop_signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM ask the loop to stop after the current step (twice: stop now)."""
+        """SIGINT/SIGTERM ask the loop to stop after the current step (twice: stop now).
+
+        Under torchrun the launcher forwards its signals to every process; the processes may
+        see one at different moments, so they stop after the first step at whose end any
+        rank had seen it (:meth:`_should_stop`).
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -222,43 +375,76 @@ class Trainer:
             for s, h in previous.items():
                 signal.signal(s, h)
 
+    def _should_stop(self) -> bool:
+        """A stop was asked for: at once in one process; under torchrun, as agreed by all
+        ranks at the end of the last step."""
+        return self._stop_agreed if self.distributed.active else self._stop_requested
+
+    def _train_one_step(self, real: torch.Tensor) -> dict[str, float]:
+        if not self.distributed.active:
+            return self.model.training_step(real, self.step, self.optimizers, self.rng)
+        self.noise_rng.manual_seed(
+            distributed.noise_seed(self.config.run.seed, self.rank, self.step)
+        )
+        assert self._gradient_sync is not None
+        self._gradient_sync.begin_step()
+        with distributed.translate_ddp_errors():
+            return self.model.training_step(real, self.step, self.optimizers, self.noise_rng)
+
     def fit(self) -> Path:
-        """Train until ``run.iterations`` (or a stop signal); return the run directory."""
+        """Train until ``run.iterations`` (or a stop signal); return the run directory.
+
+        Under torchrun every rank calls this; it leaves the process group when done.
+        """
+        try:
+            return self._fit()
+        finally:
+            self.distributed.close()
+
+    def _fit(self) -> Path:
         run = self.config.run
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.toml").write_text(dump_toml(self.config.to_dict()), "utf-8")
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _write_text_atomic(self.run_dir / "config.toml", dump_toml(self.config.to_dict()))
         self.sample_z = self.gan.generator.sample_z(
             run.samples, torch.Generator().manual_seed(run.seed + 2)
         )
-        if self.step == 0:
+        if self.step == 0 and self.is_main:
             self.write_samples()
         window: dict[str, list[float]] = {}
         last_step_time = math.nan
         self.gan.train()
+        self.model.train()
         with (
             self._stop_signals(),
             progress_bar(
                 total=run.iterations,
                 initial=min(self.step, run.iterations),
-                disable=not run.progress,
+                disable=not run.progress or not self.is_main,
                 desc="train",
                 unit="it",
             ) as bar,
         ):
             batches = iter(self._loader()) if self.step < run.iterations else iter(())
-            while self.step < run.iterations and not self._stop_requested:
+            while self.step < run.iterations and not self._should_stop():
                 t0 = time.perf_counter()
                 real = normalise_videos(next(batches)["video"].to(self.device, non_blocking=True))
                 t1 = time.perf_counter()
-                metrics = self.gan.training_step(real, self.step, self.optimizers, self.rng)
+                metrics = self._train_one_step(real)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 last_step_time = time.perf_counter() - t1
                 metrics = {**metrics, "step_time": last_step_time, "data_time": t1 - t0}
+                if self.distributed.active:
+                    metrics, self._stop_agreed = distributed.agree(
+                        metrics, self._stop_requested, self.distributed
+                    )
                 self.step += 1
+                self.registry.hook.on_step(run=self, step=self.step, metrics=metrics)
+                if not self.is_main:
+                    continue
                 for k, v in metrics.items():
                     window.setdefault(k, []).append(float(v))
-                self.registry.hook.on_step(run=self, step=self.step, metrics=metrics)
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if "loss" in k})
                 if self.step % run.log_every == 0 or self.step == run.iterations:
@@ -268,7 +454,7 @@ class Trainer:
                     self.write_samples()
                 if self.step % run.checkpoint_every == 0 or self.step == run.iterations:
                     self.save()
-        if self._stop_requested and self.step < run.iterations:
+        if self._should_stop() and self.step < run.iterations and self.is_main:
             if window:
                 self._log(window)
             path = self.save()
@@ -288,7 +474,11 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
 
     def checkpoint_payload(self) -> dict[str, Any]:
-        """The state that :meth:`save` writes: everything needed to continue exactly."""
+        """The state that :meth:`save` writes: everything needed to continue exactly.
+
+        The networks' state is the plain :attr:`unwrapped` one (single-process keys); the RNG
+        state is this process's. Makes no collective call, so rank 0 may call it alone.
+        """
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "train": self.rng.get_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -301,7 +491,8 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        """Write a checkpoint of the current step atomically and prune old ones."""
+        """Write a checkpoint of the current step atomically and prune old ones (under
+        torchrun the trainer calls this on rank 0 only)."""
         path = save_checkpoint(checkpoint_path(self.run_dir, self.step), self.checkpoint_payload())
         for old in list_checkpoints(self.run_dir)[: -self.config.run.keep_checkpoints]:
             old.unlink(missing_ok=True)
@@ -325,7 +516,8 @@ class Trainer:
             generator.train(was_training)
 
     def write_samples(self) -> list[Path]:
-        """Write the fixed-latent sample grid (video) and frame strip (PNG) of this step."""
+        """Write the fixed-latent sample grid (video) and frame strip (PNG) of this step
+        (under torchrun the trainer calls this on rank 0 only)."""
         run = self.config.run
         videos = media.to_uint8(self.generate(self.sample_z))
         stem = self.run_dir / "samples" / f"step-{self.step:08d}"
@@ -337,3 +529,12 @@ class Trainer:
         ]
         self.registry.hook.on_sample(run=self, step=self.step, paths=paths)
         return paths
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, "utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
