@@ -12,7 +12,9 @@ The public API, in the spirit of torchdiffeq (a small surface over tables of com
   :func:`sdeint` with :class:`ODESolverOptions` / :class:`SDESolverOptions`: torchdiffeq,
   torchsde or the core's unrolled fixed-step solvers), and :class:`FieldOptions` builds the
   paper's f designs;
-- :func:`train`, :func:`load_generator` — train from a config, generate from a checkpoint.
+- :func:`train`, :func:`load_generator` — train from a config, generate from a checkpoint;
+- :func:`export_onnx`, :class:`OnnxVideoGenerator` — export a generator to ONNX, run it in
+  ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ from .contracts import (
     count_parameters,
 )
 from .errors import CheckpointError, ConfigError, NdevganError, PluginError
+from .export import ExportError, export_onnx
 from .fields import FieldOptions
 from .hookspecs import hookimpl
 from .registry import Registry, default_registry, get_plugin, list_plugins
+from .runtime import OnnxVideoGenerator
 from .sampling import load_generator, train
 from .sde_solvers import SDESolverOptions, sdeint
 from .solvers import ODESolverOptions, odeint
@@ -51,11 +55,13 @@ __all__ = [
     "Backbone",
     "CheckpointError",
     "ConfigError",
+    "ExportError",
     "FieldOptions",
     "ImageGenerator",
     "NdevganError",
     "ODESolverOptions",
     "ODETemporalGenerator",
+    "OnnxVideoGenerator",
     "PluginError",
     "Registry",
     "SDESolverOptions",
@@ -71,6 +77,7 @@ __all__ = [
     "build_config",
     "count_parameters",
     "default_registry",
+    "export_onnx",
     "get_plugin",
     "hookimpl",
     "list_plugins",
