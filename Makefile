@@ -37,6 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_step.py
 	$(BIN)/python tools/bench_temporal.py
 	$(BIN)/python tools/bench_data.py
+	$(BIN)/python tools/bench_metrics.py
+	$(BIN)/python tools/bench_onnx.py
+	$(BIN)/python tools/bench_distributed.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -38,6 +38,8 @@ def test_regular_install_ships_registry_and_plugins(tmp_path):
     assert (target / "ndevgan_core" / "registry.toml").is_file()
     assert not (target / "ndevgan_core" / "registry.toml").is_symlink()
     assert (target / "ndevgan_core" / "demo.toml").is_file()
+    # the shapes classifier the metrics score the demo dataset with
+    assert (target / "ndevgan_plugins" / "weights" / "shapes_c3d.pt").is_file()
     for module in ("tgan", "ode", "shapes", "shapes_render"):
         assert (target / "ndevgan_plugins" / f"{module}.py").is_file()
     code = (

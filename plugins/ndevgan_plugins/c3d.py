@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ndevgan_core.checkpoint import atomic_torch_save
 from ndevgan_core.errors import ConfigError
 
 __all__ = [
@@ -284,7 +285,8 @@ def load_chainer_npz(
 
 
 def save_c3d(path: str | Path, state: Mapping[str, torch.Tensor], mean: torch.Tensor) -> None:
-    """Save converted C3D weights and the mean clip as a plain torch file (tensors only).
+    """Save converted C3D weights and the mean clip as a plain torch file (tensors only),
+    atomically (a temporary file beside ``path``, then a rename).
 
     Args:
         path: destination file.
@@ -297,7 +299,7 @@ def save_c3d(path: str | Path, state: Mapping[str, torch.Tensor], mean: torch.Te
         "state_dict": {k: v.detach().cpu().float().contiguous() for k, v in state.items()},
         "mean": mean.detach().cpu().float().contiguous(),
     }
-    torch.save(payload, Path(path))
+    atomic_torch_save(payload, Path(path))
 
 
 def load_c3d(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

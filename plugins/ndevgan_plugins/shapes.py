@@ -7,6 +7,7 @@ length follow the backbone unless set here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -16,6 +17,10 @@ import ndevgan_core as nd
 from ndevgan_core.config import non_negative, one_of, option, positive
 
 from . import shapes_render
+
+REFERENCE_CLASSIFIER = Path(__file__).resolve().parent / "weights" / "shapes_c3d.pt"
+"""The shipped classifier of these clips (trained by ``tools/train_shapes_c3d.py``), that IS and
+FID score ``dataset.shapes`` runs with; it is read by the metric plugins, not here."""
 
 
 @attrs.frozen
@@ -66,6 +71,11 @@ class ShapesDataset(nd.VideoDataset):
         )
         clip = torch.from_numpy(video).permute(3, 0, 1, 2).float().div_(127.5).sub_(1.0)
         return {"video": clip, "label": label}
+
+    def reference_classifier(self) -> str:
+        """Path of the shipped shapes classifier (:data:`REFERENCE_CLASSIFIER`): it takes
+        clips of any size and length, so it scores every backbone's shapes videos."""
+        return str(REFERENCE_CLASSIFIER)
 
 
 def build(config: ShapesConfig, spec: nd.VideoSpec) -> ShapesDataset:

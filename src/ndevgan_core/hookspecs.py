@@ -58,6 +58,19 @@ def register_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``ndevgan`` command line (``cli.add_command(...)``)."""
 
 
+@hookspec(firstresult=True)
+def load_video_classifier(path: Path, dropout_compat: bool) -> Any:
+    """Open the video classifier weights at ``path`` if this plugin reads their format.
+
+    Return an :class:`~ndevgan_core.contracts.VideoClassifier` (eval mode, on the CPU), or
+    None when the file is not of a format this plugin knows, so that another plugin may read
+    it. Raise :class:`~ndevgan_core.errors.ConfigError` for a file of this plugin's format
+    that is wrong or incomplete, naming the file and what was expected. ``dropout_compat``
+    asks a network with dropout to keep it on while scoring (the old scoring code's bug),
+    where that applies. Used by :func:`ndevgan_core.evaluation.load_video_classifier`.
+    """
+
+
 @hookspec
 def on_step(run: Any, step: int, metrics: dict[str, float]) -> None:
     """Called after every training step with the losses and timings of that step.

@@ -1,0 +1,976 @@
+"""Scoring a generator: the evaluation pipeline behind ``ndevgan eval`` (IS, FID, …).
+
+The core knows no classifier network and no metric formula. It generates videos, runs them
+through a :class:`~ndevgan_core.contracts.VideoClassifier` batch by batch, keeps only the
+classifier's outputs (:class:`Features`), and hands them to :class:`Metric` components
+(``metric.is``, ``metric.fid``, or a third party's) registered like every other plugin. A
+classifier file (C3D weights, the small shapes classifier, …) is opened by whichever plugin
+implements the ``load_video_classifier`` hook; the core imports the metric plugins through the
+registry before asking, never by name.
+
+Reproducibility: sample ``i`` of loop ``l`` has its own CPU random generator seeded from
+``(seed, l, i)``, which draws its latent and then (for a stochastic temporal generator) its
+noise. A score therefore depends on the seed only — not on the batch size, the device or the
+number of processes. Under ``torch.distributed`` (``distributed=True``) the batches are dealt
+round-robin to the ranks and the outputs all-gathered, so every rank returns what a single
+process returns.
+
+Real-data statistics for FID (mean and covariance in float64 of the classifier features of
+``samples`` real clips, chosen by a fixed permutation of the dataset) are cached as ``.npz``
+files in ``stats_cache`` (default ``$NDEVGAN_CACHE/fid-stats``, else
+``~/.cache/ndevgan/fid-stats``), keyed by the dataset plugin and its options, the clip shape,
+the classifier's ``weights_id`` and the sample count.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import click
+import numpy as np
+import torch
+
+from .config import build_config, config_to_dict
+from .contracts import VideoClassifier, VideoDataset, VideoGenerator, normalise_videos
+from .errors import ConfigError, PluginError
+from .hookspecs import hookimpl
+from .progress import progress_bar
+from .registry import Registry, default_registry, qualify
+
+__all__ = [
+    "CACHE_ENV",
+    "FeatureStats",
+    "Features",
+    "Metric",
+    "MetricResult",
+    "StatsCacheWarning",
+    "default_stats_cache",
+    "evaluate",
+    "load_video_classifier",
+    "real_feature_stats",
+    "sample_latents",
+    "scored_samples",
+]
+
+CACHE_ENV = "NDEVGAN_CACHE"
+"""Environment variable naming ndevgan's cache directory (FID statistics go in ``fid-stats``)."""
+
+_REAL_SELECTION_SEED = 20_171_225
+"""Seed of the permutation that picks real clips; part of the cache's meaning, never change."""
+_STATS_FORMAT = "ndevgan.fid-stats"
+
+
+class StatsCacheWarning(UserWarning):
+    """A cached real-data statistics file was unreadable or inconsistent and is recomputed."""
+
+
+# --------------------------------------------------------------------------------------------
+# What metrics consume and produce
+
+
+@attrs.frozen
+class MetricResult:
+    """One figure: its mean and standard deviation over ``values`` (one per loop or split,
+    as ``protocol`` says, e.g. ``"tganv2: 2048 samples x 10 loops"``)."""
+
+    mean: float
+    std: float
+    values: tuple[float, ...]
+    protocol: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: mean, std, values (a list) and protocol."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "values": list(self.values),
+            "protocol": self.protocol,
+        }
+
+
+@attrs.frozen(eq=False)
+class Features:
+    """What a classifier said about N videos: ``features`` (N, F) — the FID features — and
+    ``probs`` (N, K) class probabilities, float32 in sample order."""
+
+    features: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """N, the number of videos."""
+        return int(self.probs.shape[0])
+
+
+@attrs.frozen(eq=False)
+class FeatureStats:
+    """Mean (F,) and covariance (F, F; unbiased) in float64 of ``count`` feature vectors."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    count: int
+
+    @classmethod
+    def from_features(cls, features: np.ndarray) -> FeatureStats:
+        """The statistics of the rows of ``features`` (N ≥ 2, F), computed in float64."""
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[0] < 2:
+            raise ConfigError(f"feature statistics need (N ≥ 2, F) features; got {f.shape}")
+        cov = np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+        return cls(mean=f.mean(axis=0), cov=cov, count=int(f.shape[0]))
+
+
+class Metric(abc.ABC):
+    """A figure computed from classifier outputs: the contract of ``metric.*`` components.
+
+    A metric plugin registers ``register("metric.NAME", factory, ConfigClass)``; ``factory
+    (config)`` returns a Metric. :func:`evaluate` gives :meth:`score` one :class:`Features`
+    per loop (each of ``samples`` generated videos) and, when ``needs_real``, the
+    :class:`FeatureStats` of real clips. ``needs_features`` says the metric reads
+    ``Features.features`` (a classifier that gives probabilities only cannot serve it).
+    """
+
+    needs_real: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def score(self, fake: Sequence[Features], real: FeatureStats | None) -> MetricResult:
+        """The figure for generated videos ``fake`` (one entry per loop) against ``real``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Classifiers from files, through the plugins
+
+
+def load_video_classifier(
+    path: str | Path, *, registry: Registry | None = None, dropout_compat: bool = False
+) -> VideoClassifier:
+    """Open classifier weights with the plugin that reads their format (eval mode, CPU).
+
+    The metric plugins are imported through the registry first, so a built-in one (C3D,
+    the shapes classifier) answers without the core naming it. ``dropout_compat`` asks a C3D
+    to keep dropout on while scoring (the old TGAN scoring code's behaviour).
+
+    Raises:
+        ConfigError: the file is missing, or is rejected by the plugin that claims it (the
+            message names the file and what was expected), or no plugin reads it.
+    """
+    registry = registry or default_registry()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"classifier weights {path} not found")
+    for name in registry.names("metric"):
+        registry.get(name)  # imports the built-in metric plugins, which read classifier files
+    classifier = registry.hook.load_video_classifier(path=path, dropout_compat=dropout_compat)
+    if classifier is None:
+        raise ConfigError(
+            f"{path}: no installed metric plugin reads this file as video classifier weights "
+            f"(metric plugins: {', '.join(registry.names('metric')) or 'none'})"
+        )
+    if not isinstance(classifier, VideoClassifier):
+        raise PluginError(
+            f"the plugin that read {path} returned a {type(classifier).__name__}, "
+            "not an ndevgan_core.VideoClassifier"
+        )
+    return classifier.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds and distribution
+
+
+def _sample_seed(seed: int, loop: int, index: int) -> int:
+    state = np.random.SeedSequence((seed, loop, index)).generate_state(2, np.uint32)
+    return int(state[0]) | (int(state[1]) << 32)
+
+
+def sample_latents(
+    generator: VideoGenerator,
+    indices: Sequence[int],
+    times: torch.Tensor,
+    seed: int = 0,
+    loop: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The latents (and, for a stochastic temporal generator, the noise) of the samples
+    ``indices`` of loop ``loop``: each sample draws ``z`` then its noise from a CPU generator
+    seeded from ``(seed, loop, index)``, so a sample is the same in any batch and process."""
+    zs, noises = [], []
+    stochastic = generator.temporal.stochastic
+    for index in indices:
+        rng = torch.Generator().manual_seed(_sample_seed(seed, loop, index))
+        zs.append(generator.sample_z(1, rng))
+        if stochastic:
+            noises.append(torch.randn(generator.temporal.noise_shape(1, times), generator=rng))
+    noise = torch.cat(noises) if stochastic else None
+    return torch.cat(zs), noise
+
+
+@attrs.frozen
+class _Ranks:
+    """Which batches this process handles: batch ``j`` belongs to rank ``j mod world``."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls, distributed: bool) -> _Ranks:
+        if not distributed:
+            return cls()
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()):
+            return cls()
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def batches(self, n: int, batch_size: int) -> list[range]:
+        """The index ranges of every batch of ``n`` samples (all ranks')."""
+        return [range(i, min(n, i + batch_size)) for i in range(0, n, batch_size)]
+
+    def mine(self, batches: Sequence[range]) -> list[range]:
+        return list(batches[self.rank :: self.world])
+
+    def gather(self, local: np.ndarray, batches: Sequence[range]) -> np.ndarray:
+        """Rows of this rank's batches (in order) → the rows of every batch, in sample order,
+        on every rank (an all_gather, padded to the longest share)."""
+        if self.world == 1:
+            return local
+        dist = torch.distributed
+        counts = [sum(len(b) for b in batches[r :: self.world]) for r in range(self.world)]
+        longest = max(counts)
+        device = torch.device("cpu")
+        if dist.get_backend() == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
+        padded = torch.zeros((longest, local.shape[1]), dtype=torch.float32, device=device)
+        padded[: local.shape[0]] = torch.from_numpy(local).to(device)
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        shares = [p[:c].cpu().numpy() for p, c in zip(parts, counts, strict=True)]
+        offsets = [0] * self.world
+        rows = []
+        for j, batch in enumerate(batches):
+            owner = j % self.world
+            rows.append(shares[owner][offsets[owner] : offsets[owner] + len(batch)])
+            offsets[owner] += len(batch)
+        return np.concatenate(rows) if rows else local[:0]
+
+    def broadcast(self, array: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+        """Rank 0's float64 ``array`` on every rank."""
+        if self.world == 1:
+            assert array is not None
+            return array
+        dist = torch.distributed
+        device = torch.device("cpu")
+        if dist.get_backend() == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
+        if self.is_main:
+            assert array is not None
+            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(device)
+        else:
+            tensor = torch.empty(shape, dtype=torch.float64, device=device)
+        dist.broadcast(tensor, src=0)
+        return tensor.cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------
+# Running the classifier
+
+
+def _outputs(classifier: VideoClassifier, videos: torch.Tensor) -> np.ndarray:
+    """One batch through the classifier → rows [features | probs] as float32 on the CPU."""
+    out = classifier(videos)
+    features, probs = out.get("features"), out.get("probs")
+    if not isinstance(features, torch.Tensor) or not isinstance(probs, torch.Tensor):
+        raise PluginError(
+            f"{type(classifier).__name__} must return {{'features': (B, F), 'probs': (B, K)}}; "
+            f"got keys {sorted(out)}"
+        )
+    features = (features if features.dim() == 2 else features.flatten(1)).float()
+    probs = (probs if probs.dim() == 2 else probs.flatten(1)).float()
+    if features.shape[0] != videos.shape[0] or probs.shape[0] != videos.shape[0]:
+        raise PluginError(
+            f"{type(classifier).__name__} returned {features.shape[0]} features and "
+            f"{probs.shape[0]} probabilities for {videos.shape[0]} videos"
+        )
+    return torch.cat([features, probs], dim=1).cpu().numpy()
+
+
+def _split(rows: np.ndarray, feature_size: int) -> Features:
+    return Features(features=rows[:, :feature_size], probs=rows[:, feature_size:])
+
+
+@torch.no_grad()
+def _classify_generated(
+    generator: VideoGenerator,
+    classifier: VideoClassifier,
+    *,
+    samples: int,
+    loop: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    ranks: _Ranks,
+    bar: Any,
+) -> Features:
+    times = generator.spec.times(device)
+    batches = ranks.batches(samples, batch_size)
+    rows = []
+    for batch in ranks.mine(batches):
+        z, noise = sample_latents(generator, batch, times, seed=seed, loop=loop)
+        noise = None if noise is None else noise.to(device)
+        videos = generator(z.to(device), times, noise=noise)
+        rows.append(_outputs(classifier, videos.float()))
+        bar.update(1)
+    local = np.concatenate(rows) if rows else np.zeros((0, _width(classifier)), np.float32)
+    return _split(ranks.gather(local, batches), classifier.feature_size)
+
+
+def _width(classifier: VideoClassifier) -> int:
+    return int(classifier.feature_size) + int(classifier.num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Real-data statistics and their cache
+
+
+def default_stats_cache() -> Path:
+    """Where real-data statistics are cached: ``$NDEVGAN_CACHE/fid-stats``, else
+    ``~/.cache/ndevgan/fid-stats``."""
+    root = os.environ.get(CACHE_ENV)
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "ndevgan"
+    return base / "fid-stats"
+
+
+def dataset_name(dataset: VideoDataset, registry: Registry | None = None) -> str:
+    """The registered name of the plugin that made ``dataset`` (``dataset.shapes``), else its
+    class path."""
+    name = getattr(dataset, "plugin_name", None)
+    if isinstance(name, str) and name:
+        return name
+    module = type(dataset).__module__
+    for component in (registry or default_registry()).components.values():
+        if component.kind == "dataset" and getattr(component.factory, "__module__", "") == module:
+            return component.name
+    return f"{module}.{type(dataset).__qualname__}"
+
+
+def _dataset_options(dataset: VideoDataset) -> dict[str, Any]:
+    config = getattr(dataset, "config", None)
+    return config_to_dict(config) if config is not None and attrs.has(type(config)) else {}
+
+
+def stats_key(
+    dataset: VideoDataset,
+    classifier: VideoClassifier,
+    samples: int,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """What identifies a real-data statistics file: the dataset plugin and its options, the
+    clip shape and count, the classifier's weights and the number of clips."""
+    spec = dataset.spec
+    return {
+        "format": _STATS_FORMAT,
+        "dataset": dataset_name(dataset, registry),
+        "options": _dataset_options(dataset),
+        "clip": [spec.channels, spec.frames, spec.height, spec.width],
+        "length": len(dataset),
+        "weights_id": str(classifier.weights_id),
+        "samples": int(samples),
+    }
+
+
+def stats_path(cache_dir: str | Path, key: Mapping[str, Any]) -> Path:
+    """The cache file of ``key`` in ``cache_dir`` (readable prefix + digest of the key)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    slug = "".join(c if c.isalnum() else "-" for c in str(key["dataset"]))
+    weights = "".join(c for c in str(key["weights_id"]) if c.isalnum())[:12] or "weights"
+    return Path(cache_dir) / f"{slug}-{weights}-n{key['samples']}-{digest}.npz"
+
+
+def read_stats(path: str | Path, key: Mapping[str, Any] | None = None) -> FeatureStats:
+    """Read a statistics file; with ``key``, check it is the file of that key.
+
+    Raises:
+        ConfigError: unreadable, not a statistics file, inconsistent shapes, or another key.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored_key = json.loads(str(data["key"]))
+            mean, cov, count = data["mean"], data["cov"], int(data["count"])
+    except Exception as exc:
+        raise ConfigError(f"{path}: not a readable FID statistics file ({exc})") from None
+    f = mean.shape[0] if mean.ndim == 1 else -1
+    if f < 1 or cov.shape != (f, f) or not np.isfinite(mean).all() or not np.isfinite(cov).all():
+        raise ConfigError(
+            f"{path}: expected mean (F,) and covariance (F, F) of finite numbers; got "
+            f"{mean.shape} and {cov.shape}"
+        )
+    if key is not None and stored_key != dict(key):
+        raise ConfigError(f"{path}: holds statistics of {stored_key}, not of {dict(key)}")
+    return FeatureStats(mean=mean.astype(np.float64), cov=cov.astype(np.float64), count=count)
+
+
+def write_stats(path: str | Path, stats: FeatureStats, key: Mapping[str, Any]) -> Path:
+    """Write statistics and their key to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(
+                fh,
+                mean=stats.mean,
+                cov=stats.cov,
+                count=np.int64(stats.count),
+                key=np.array(json.dumps(dict(key), sort_keys=True)),
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def real_indices(length: int, samples: int) -> list[int]:
+    """The dataset items real statistics use: the first ``samples`` of a fixed permutation
+    (all items, in that order, when the dataset is smaller)."""
+    order = torch.randperm(length, generator=torch.Generator().manual_seed(_REAL_SELECTION_SEED))
+    return order[: min(samples, length)].tolist()
+
+
+@torch.no_grad()
+def _classify_real(
+    dataset: VideoDataset,
+    classifier: VideoClassifier,
+    indices: Sequence[int],
+    *,
+    batch_size: int,
+    device: torch.device,
+    ranks: _Ranks,
+    progress: bool,
+) -> np.ndarray:
+    batches = ranks.batches(len(indices), batch_size)
+    mine = ranks.mine(batches)
+    rows = []
+    with progress_bar(
+        total=len(mine), disable=not progress, desc="eval: real clips", unit="batch"
+    ) as bar:
+        for batch in mine:
+            items = [dataset[indices[i]]["video"] for i in batch]
+            videos = normalise_videos(torch.stack(items).to(device))
+            rows.append(_outputs(classifier, videos.float()))
+            bar.update(1)
+    local = np.concatenate(rows) if rows else np.zeros((0, _width(classifier)), np.float32)
+    return ranks.gather(local, batches)[:, : classifier.feature_size]
+
+
+def real_feature_stats(
+    dataset: VideoDataset,
+    classifier: VideoClassifier,
+    samples: int,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    stats_cache: str | Path | None = None,
+    progress: bool = True,
+    registry: Registry | None = None,
+    distributed: bool = False,
+) -> tuple[FeatureStats, Path]:
+    """The classifier-feature statistics of ``samples`` real clips, from the cache if there.
+
+    Returns the statistics and the cache file (written atomically when computed). A cache
+    file that cannot be read, or holds another key, is recomputed with a
+    :class:`StatsCacheWarning`. Under ``distributed`` rank 0 reads and writes the cache and
+    the ranks share the work of computing it.
+    """
+    ranks = _Ranks.current(distributed)
+    if classifier.feature_size < 1:
+        raise ConfigError(
+            f"the classifier ({classifier.weights_id}) gives no features, so real-data "
+            "statistics cannot be computed"
+        )
+    key = stats_key(dataset, classifier, min(samples, len(dataset)), registry)
+    path = stats_path(stats_cache if stats_cache is not None else default_stats_cache(), key)
+    f = int(classifier.feature_size)
+    cached: FeatureStats | None = None
+    if ranks.is_main and path.exists():
+        try:
+            cached = read_stats(path, key)
+            if cached.mean.shape != (f,):
+                raise ConfigError(f"{path}: features of size {cached.mean.shape[0]}, not {f}")
+        except ConfigError as exc:
+            warnings.warn(f"recomputing real-data statistics: {exc}", StatsCacheWarning, 2)
+            cached = None
+    hit = ranks.broadcast(np.array([1.0 if cached is not None else 0.0]), (1,))[0] > 0
+    if hit:
+        mean = ranks.broadcast(cached.mean if cached else None, (f,))
+        cov = ranks.broadcast(cached.cov if cached else None, (f, f))
+        return FeatureStats(mean, cov, key["samples"]), path
+    indices = real_indices(len(dataset), samples)
+    features = _classify_real(
+        dataset,
+        classifier,
+        indices,
+        batch_size=batch_size,
+        device=torch.device(device),
+        ranks=ranks,
+        progress=progress and ranks.is_main,
+    )
+    stats = FeatureStats.from_features(features)
+    if ranks.is_main:
+        write_stats(path, stats, key)
+    return stats, path
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+def _build_metrics(
+    names: Sequence[str], options: Mapping[str, Mapping[str, Any]], registry: Registry
+) -> dict[str, Metric]:
+    metrics: dict[str, Metric] = {}
+    known = {qualify(k, "metric") for k in options}
+    for name in names:
+        component = registry.get(name, "metric")
+        config = build_config(
+            component.config_class, options.get(component.name, {}), component.name
+        )
+        metric = component.factory(config)
+        if not isinstance(metric, Metric):
+            raise PluginError(
+                f"{component.provider.describe()}: {component.name} must build an "
+                f"ndevgan_core.evaluation.Metric, got {type(metric).__name__}"
+            )
+        metrics[component.name] = metric
+        known.discard(component.name)
+    if known:
+        raise ConfigError(f"options given for {', '.join(sorted(known))}, which is not evaluated")
+    return metrics
+
+
+def _resolve_classifier(
+    classifier: str | Path | VideoClassifier | None,
+    dataset: VideoDataset | None,
+    registry: Registry,
+    dropout_compat: bool,
+) -> VideoClassifier:
+    if isinstance(classifier, VideoClassifier):
+        return classifier
+    if classifier is None:
+        if dataset is None:
+            raise ConfigError(
+                "no classifier to score with: pass classifier= (weights file) or a dataset "
+                "whose plugin ships one"
+            )
+        classifier = dataset.reference_classifier()
+        if classifier is None:
+            raise ConfigError(
+                f"{dataset_name(dataset, registry)} has no built-in classifier; pass --c3d "
+                "WEIGHTS (C3D converted by `ndevgan metrics import-c3d`, or StyleGAN-V's "
+                "c3d_ucf101.pt)"
+            )
+    return load_video_classifier(classifier, registry=registry, dropout_compat=dropout_compat)
+
+
+def evaluate(
+    generator: VideoGenerator,
+    metrics: Sequence[str] = ("is",),
+    *,
+    dataset: VideoDataset | None = None,
+    classifier: str | Path | VideoClassifier | None = None,
+    samples: int = 2048,
+    loops: int = 1,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    registry: Registry | None = None,
+    stats_cache: str | Path | None = None,
+    dropout_compat: bool = False,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    distributed: bool = False,
+) -> dict[str, MetricResult]:
+    """Score ``generator`` with ``metrics`` and return ``{"is": MetricResult, …}``.
+
+    Args:
+        generator: the video generator (put in eval mode for the duration, then restored).
+        metrics: metric components, short (``"is"``, ``"fid"``) or qualified
+            (``"metric.is"``); result keys are the short names.
+        dataset: real clips; needed by metrics that compare with real data (FID), and its
+            ``reference_classifier()`` is the default classifier.
+        classifier: a :class:`VideoClassifier`, or a weights file opened by the plugin that
+            reads it (:func:`load_video_classifier`); None: the dataset's reference classifier.
+        samples: generated videos per loop (and real clips for the statistics).
+        loops: independent batches of ``samples`` videos (a new seed each); metrics report
+            mean ± std over them (or over their splits, as their protocol says).
+        batch_size: videos per generator/classifier batch (does not change the result).
+        seed: the seed of every latent and noise draw (see :func:`sample_latents`).
+        device: where to generate and classify; default the generator's device.
+        progress: show progress bars (on rank 0).
+        registry: where metric components come from (default: the process registry).
+        stats_cache: directory of cached real-data statistics (default
+            :func:`default_stats_cache`).
+        dropout_compat: open a C3D classifier file with dropout kept on (old scoring code).
+        options: per-metric options, e.g. ``{"metric.is": {"protocol": "stylegan-v"}}``.
+        distributed: when torch.distributed is initialised, every rank calls this with the
+            same arguments; each generates and classifies its share, the outputs are
+            gathered, and every rank returns the single-process result.
+
+    Raises:
+        ConfigError: bad counts, unknown metric options, FID without a dataset, no classifier.
+    """
+    registry = registry or default_registry()
+    for label, value, least in (
+        ("samples", samples, 2),
+        ("loops", loops, 1),
+        ("batch_size", batch_size, 1),
+    ):
+        if not isinstance(value, int) or value < least:
+            raise ConfigError(f"evaluate: {label} must be an integer >= {least}, got {value!r}")
+    if seed < 0:
+        raise ConfigError(f"evaluate: seed must be >= 0, got {seed}")
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    chosen = _build_metrics(names, options or {}, registry)
+    if not chosen:
+        raise ConfigError("evaluate: no metric to compute")
+    needing_real = [n for n, m in chosen.items() if m.needs_real]
+    if needing_real and dataset is None:
+        raise ConfigError(f"{', '.join(needing_real)} compares with real clips: pass a dataset")
+    net = _resolve_classifier(classifier, dataset, registry, dropout_compat)
+    needing_features = [n for n, m in chosen.items() if m.needs_features]
+    if needing_features and net.feature_size < 1:
+        raise ConfigError(
+            f"{', '.join(needing_features)} needs classifier features, but the classifier "
+            f"({net.weights_id}) gives class probabilities only"
+        )
+    if device is None:
+        first = next(generator.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    ranks = _Ranks.current(distributed)
+    net = net.to(device)
+    fakes = []
+    per_loop = len(ranks.mine(ranks.batches(samples, batch_size)))
+    with (
+        _eval_mode(generator),
+        progress_bar(
+            total=per_loop * loops,
+            disable=not (progress and ranks.is_main),
+            desc="eval: generated",
+            unit="batch",
+        ) as bar,
+    ):
+        for loop in range(loops):
+            fakes.append(
+                _classify_generated(
+                    generator,
+                    net,
+                    samples=samples,
+                    loop=loop,
+                    seed=seed,
+                    batch_size=batch_size,
+                    device=device,
+                    ranks=ranks,
+                    bar=bar,
+                )
+            )
+    real = None
+    if needing_real:
+        assert dataset is not None
+        real, _ = real_feature_stats(
+            dataset,
+            net,
+            samples,
+            batch_size=batch_size,
+            device=device,
+            stats_cache=stats_cache,
+            progress=progress,
+            registry=registry,
+            distributed=distributed,
+        )
+    results = {}
+    for name, metric in chosen.items():
+        results[name.split(".", 1)[1]] = metric.score(fakes, real if metric.needs_real else None)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# ndevgan eval
+
+
+def _default_out(checkpoint: Path, step: int) -> Path:
+    if checkpoint.is_dir():
+        run_dir = checkpoint
+    elif checkpoint.parent.name == "checkpoints":
+        run_dir = checkpoint.parent.parent
+    else:
+        return Path(f"eval-step-{step:08d}.json")
+    return run_dir / "eval" / f"step-{step:08d}.json"
+
+
+def load_dataset_of(
+    config: Any, registry: Registry, overrides: Sequence[str] = ()
+) -> tuple[VideoDataset, str, dict[str, Any]]:
+    """The dataset a checkpoint's resolved ``config`` trained on, with ``--set
+    dataset.NAME.KEY=VALUE`` overrides; returns it with its plugin name and options."""
+    from .config import parse_override, set_nested
+    from .runconfig import resolve
+
+    raw = config.to_dict()
+    for expr in overrides:
+        path, value = parse_override(expr)
+        if path[0] != "dataset":
+            raise ConfigError(f"--set {expr}: only dataset.NAME.KEY=VALUE options may be set here")
+        set_nested(raw, path, value)
+    if overrides:
+        config = resolve(raw, registry)
+    name, options = config.component("dataset")
+    backbone_name, backbone_config = config.component("backbone")
+    spec = registry.create(backbone_name, backbone_config).video_spec()
+    try:
+        dataset = registry.create(name, options, spec)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc} (the checkpoint's dataset; change its options with --set {name}.KEY=VALUE)"
+        ) from None
+    return dataset, name, config_to_dict(options)
+
+
+def _write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@torch.no_grad()
+def scored_samples(
+    generator: VideoGenerator, count: int = 8, seed: int = 0, device: torch.device | None = None
+) -> torch.Tensor:
+    """The first ``count`` videos :func:`evaluate` scores in loop 0 for ``seed`` (the same
+    latents and noise), as (N, C, T, H, W) in [-1, 1] on the CPU — to look at what was scored."""
+    first = next(generator.parameters(), None)
+    device = device or (first.device if first is not None else torch.device("cpu"))
+    times = generator.spec.times(device)
+    with _eval_mode(generator):
+        z, noise = sample_latents(generator, range(count), times, seed=seed)
+        videos = generator(z.to(device), times, noise=None if noise is None else noise.to(device))
+    return videos.float().cpu()
+
+
+def _format(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
+
+
+@click.command("eval")
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option(
+    "--metric",
+    "metric_names",
+    multiple=True,
+    metavar="NAME",
+    help="is, fid or another metric.* plugin; repeat for several  [default: is and fid]",
+)
+@click.option(
+    "--c3d",
+    "weights",
+    type=click.Path(dir_okay=False),
+    metavar="WEIGHTS",
+    help="Classifier weights: C3D from `ndevgan metrics import-c3d`, StyleGAN-V's "
+    "c3d_ucf101.pt, or a shapes classifier. Default: the dataset's built-in classifier.",
+)
+@click.option(
+    "--n",
+    "samples",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Generated videos per loop (and real clips for the FID statistics).",
+)
+@click.option(
+    "--loops",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Independent batches of N videos; mean ± std over them (TGANv2: 10).",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["tganv2", "stylegan-v"]),
+    default=None,
+    help="IS aggregation: tganv2 (one split per loop) or stylegan-v (--splits splits)  "
+    "[default: tganv2]",
+)
+@click.option(
+    "--splits", type=click.IntRange(min=1), default=None, help="IS splits (stylegan-v; 10)."
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda."
+)
+@click.option(
+    "--dropout-compat",
+    is_flag=True,
+    help="Keep C3D dropout on while scoring, like the TGAN/paper code (to compare with "
+    "published numbers).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Results JSON  [default: RUN/eval/step-N.json, or ./eval-step-N.json]",
+)
+@click.option(
+    "--stats-cache",
+    type=click.Path(file_okay=False),
+    default=None,
+    help=f"Directory of cached real-data statistics  [default: ${CACHE_ENV}/fid-stats or "
+    "~/.cache/ndevgan/fid-stats]",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="dataset.NAME.KEY=VALUE",
+    help="Change an option of the checkpoint's dataset (e.g. where its files are here).",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def eval_command(
+    checkpoint: str,
+    metric_names: tuple[str, ...],
+    weights: str | None,
+    samples: int,
+    loops: int,
+    protocol: str | None,
+    splits: int | None,
+    batch_size: int,
+    seed: int,
+    device: str,
+    dropout_compat: bool,
+    out: str | None,
+    stats_cache: str | None,
+    overrides: tuple[str, ...],
+    progress: bool,
+) -> None:
+    """Score a checkpoint (a file, or a run directory's newest) with IS and/or FID.
+
+    Prints a table and writes JSON: every metric's mean, std, per-loop (or per-split) values
+    and protocol, with the checkpoint, step, dataset and classifier they come from.
+    """
+    from .sampling import load_generator
+    from .trainer import resolve_device
+
+    registry = default_registry()
+    names = [qualify(n, "metric") for n in (metric_names or ("is", "fid"))]
+    metric_options: dict[str, dict[str, Any]] = {}
+    if protocol is not None or splits is not None:
+        if "metric.is" not in names:
+            raise click.UsageError("--protocol and --splits apply to --metric is")
+        metric_options["metric.is"] = {
+            **({"protocol": protocol} if protocol is not None else {}),
+            **({"splits": splits} if splits is not None else {}),
+        }
+    torch_device = resolve_device(device, "--device")
+    loaded = load_generator(checkpoint, registry, device=torch_device)
+    needs_real = any(m.needs_real for m in _build_metrics(names, metric_options, registry).values())
+    needs_dataset = weights is None or needs_real
+    dataset = dataset_label = dataset_options = None
+    if needs_dataset:
+        dataset, dataset_label, dataset_options = load_dataset_of(
+            loaded.config, registry, overrides
+        )
+    classifier_path = weights
+    if classifier_path is None and dataset is not None:
+        classifier_path = dataset.reference_classifier()
+    classifier = _resolve_classifier(classifier_path, dataset, registry, dropout_compat)
+    results = evaluate(
+        loaded.generator,
+        names,
+        dataset=dataset,
+        classifier=classifier,
+        samples=samples,
+        loops=loops,
+        batch_size=batch_size,
+        seed=seed,
+        device=torch_device,
+        progress=progress,
+        registry=registry,
+        stats_cache=stats_cache,
+        dropout_compat=dropout_compat,
+        options=metric_options,
+    )
+    record = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "step": loaded.step,
+        "dataset": {
+            "name": dataset_label or loaded.config.plugins.dataset,
+            "options": dataset_options,
+        },
+        "classifier": {
+            "path": str(Path(classifier_path).resolve()),
+            "weights_id": classifier.weights_id,
+        },
+        "n": samples,
+        "loops": loops,
+        "seed": seed,
+        "device": str(torch_device),
+        "dropout_compat": dropout_compat,
+        "results": [{"metric": name, **result.to_dict()} for name, result in results.items()],
+    }
+    out_path = Path(out) if out else _default_out(Path(checkpoint), loaded.step)
+    _write_json(out_path, record)
+    from . import media
+
+    shown = scored_samples(loaded.generator, min(8, samples), seed, torch_device)
+    strip = media.write_png(out_path.with_suffix(".png"), media.frame_strip(media.to_uint8(shown)))
+    click.echo(f"step {loaded.step} of {checkpoint}; classifier {classifier_path}")
+    width = max(len(name) for name in results)
+    for name, result in results.items():
+        click.echo(
+            f"  {name.upper().ljust(width)}  {_format(result.mean):>10} ± "
+            f"{_format(result.std):<8}  {result.protocol}"
+        )
+    click.echo(f"wrote {out_path} and {strip} (the first scored videos)")
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add ``ndevgan eval``."""
+    cli.add_command(eval_command)

@@ -1,0 +1,390 @@
+"""``ndevgan study`` and ``logger.eval``: grid planning, the best checkpoint, interruption and
+resume end to end, and the results (table, CSV, plots, comparison grid) read back."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ndevgan_core as nd
+from ndevgan_core import evaluation, media, study
+from ndevgan_core.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from ndevgan_core.errors import ConfigError
+from ndevgan_core.registry import Registry
+from ndevgan_core.runconfig import assemble, resolve
+
+from .conftest import ROOT, fast_raw
+
+EXAMPLES = ROOT / "examples" / "studies"
+
+# Three runs small enough that a step takes milliseconds; IS/FID on 8 samples.
+SMALL_GRID = """
+[study]
+name = "small"
+
+[protocol]
+eval_every = 4
+eval_samples = 8
+final_loops = 2
+final_samples = 8
+batch_size = 8
+comparison_videos = 2
+classifier = "{classifier}"
+
+[base.run]
+iterations = 8
+log_every = 2
+sample_every = 100
+checkpoint_every = 2
+samples = 4
+progress = false
+threads = 1                 # tiny networks: one thread, no spinning against other processes
+
+[base.plugins]
+dataset = "dataset.shapes"
+
+[base.backbone.tgan]
+preset = "tiny"
+g_channels = 4
+d_channels = 4
+batch_size = 4
+latent_dim = 16
+
+[base.temporal.conv1d]
+channels = 16
+
+[base.dataset.shapes]
+videos = 64
+
+[axes]
+temporals = ["original", "temporal.ode"]
+designs = ["single"]
+orders = [1]
+"""
+SMALL_RUNS = ["tgan-conv1d-s0", "tgan-ode-o1-single-s0"]
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> Path:
+    """A shapes classifier file with seeded random weights: scores are finite and exercised
+    end to end without depending on the trained weights the package ships."""
+    from ndevgan_plugins.shapes_classifier import ShapesClassifier, save_shapes_classifier
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("classifier") / "shapes_random.pt"
+    save_shapes_classifier(path, ShapesClassifier(), {"note": "random weights for tests"})
+    return path
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry(entry_points=False, disabled=())
+
+
+def write_grid(path: Path, text: str) -> Path:
+    path.write_text(text, "utf-8")
+    return path
+
+
+def study_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ndevgan_core", "study", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        timeout=600,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Planning
+
+
+def test_grid_plans_the_product_skipping_axes_that_do_not_apply(tmp_path, registry, classifier):
+    text = SMALL_GRID.format(classifier=classifier).replace(
+        'temporals = ["original", "temporal.ode"]\ndesigns = ["single"]\norders = [1]',
+        'temporals = ["original", "temporal.ode", "temporal.sde"]\n'
+        'designs = ["single", "composed"]\norders = [1, 2]',
+    )
+    text += '\n[[override]]\nruns = "*-sde-*"\nset = { "temporal.sde.dt" = 0.05 }\n'
+    text += '\n[[override]]\nruns = "tgan-ode-o2-composed-*"\nexclude = true\n'
+    grid = study.load_grid(write_grid(tmp_path / "g.toml", text))
+    plans = study.plan_runs(grid, registry, ["run.iterations=3"])
+    ids = [p.run_id for p in plans]
+    # conv1d has neither `order` nor `design`, the SDE no `order`: those axes are skipped
+    assert ids == [
+        "tgan-conv1d-s0",
+        "tgan-ode-o1-single-s0",
+        "tgan-ode-o1-composed-s0",
+        "tgan-ode-o2-single-s0",
+        "tgan-sde-single-s0",
+        "tgan-sde-composed-s0",
+    ]
+    by_id = {p.run_id: p for p in plans}
+    ode = by_id["tgan-ode-o2-single-s0"].config
+    assert ode.components["temporal.ode"].order == 2
+    assert ode.components["temporal.ode"].design == "single"
+    assert ode.run.iterations == 3  # the command line's --set comes last
+    assert by_id["tgan-sde-single-s0"].config.components["temporal.sde"].dt == 0.05
+    assert (
+        by_id["tgan-conv1d-s0"].original and by_id["tgan-conv1d-s0"].temporal == "temporal.conv1d"
+    )
+    # every run is scored by logger.eval with the protocol's settings
+    logger = ode.components["logger.eval"]
+    assert ode.plugins.loggers == ("logger.eval",)
+    assert (logger.every, logger.samples, logger.classifier) == (4, 8, str(classifier))
+    # parameter counts: latent 16, f = Linear(16, 16) + tanh; order 2 adds a Linear encoder
+    assert by_id["tgan-ode-o1-single-s0"].params_temporal == 16 * 16 + 16
+    # order 2 (general form): an encoder Linear(16, 16) for x'(0) and f = Linear(32, 16)
+    assert by_id["tgan-ode-o2-single-s0"].params_temporal == (16 * 16 + 16) + (32 * 16 + 16)
+    built = assemble(ode, registry)  # on the CPU this time, not the meta device
+    assert by_id["tgan-ode-o2-single-s0"].params_generator == nd.count_parameters(
+        built.gan.generator
+    )
+
+
+def test_invalid_grids_name_the_file_the_run_and_the_option(tmp_path, registry, classifier):
+    base = SMALL_GRID.format(classifier=classifier)
+    bad_order = base.replace("orders = [1]", "orders = [1, 4]")
+    grid = study.load_grid(write_grid(tmp_path / "order.toml", bad_order))
+    with pytest.raises(ConfigError, match=r"order.toml: run tgan-ode-o4-single-s0: temporal\.ode"):
+        study.plan_runs(grid, registry)
+    wrong_latent = base.replace("[axes]\n", '[axes]\nbackbones = ["backbone.tganv2"]\n').replace(
+        '"original", ', '"temporal.conv1d", '
+    )
+    wrong_latent += '\n[base.backbone.tganv2]\npreset = "tiny"\n'
+    grid = study.load_grid(write_grid(tmp_path / "latent.toml", wrong_latent))
+    with pytest.raises(ConfigError, match=r"run tganv2-conv1d-s0: temporal.conv1d works on vector"):
+        study.plan_runs(grid, registry)
+    with pytest.raises(ConfigError, match=r"typo.toml: unknown section \[protcol\]"):
+        study.load_grid(write_grid(tmp_path / "typo.toml", base.replace("[protocol]", "[protcol]")))
+    with pytest.raises(ConfigError, match=r"eval.toml: protocol.eval_every: expected a number > 0"):
+        study.load_grid(
+            write_grid(tmp_path / "eval.toml", base.replace("eval_every = 4", "eval_every = 0"))
+        )
+    stray = base + '\n[[override]]\nruns = "mocogan-*"\nexclude = true\n'
+    grid = study.load_grid(write_grid(tmp_path / "stray.toml", stray))
+    with pytest.raises(ConfigError, match=r"override\]\] #1 .*matches no run"):
+        study.plan_runs(grid, registry)
+    grid = study.load_grid(write_grid(tmp_path / "ok.toml", base))
+    with pytest.raises(ConfigError, match="--only nope-\\* matches no run"):
+        study.select_runs(study.plan_runs(grid, registry), ["nope-*"])
+
+
+def test_paper_grids_plan_the_papers_runs(registry):
+    finding_f = study.plan_runs(study.load_grid(EXAMPLES / "paper_finding_f.toml"), registry)
+    assert [p.run_id for p in finding_f] == [
+        f"{b}-ode-o1-{d}-s0" for b in ("tgan", "mocogan") for d in ("single", "composed", "matched")
+    ]
+    counts = {p.run_id: p.params_temporal for p in finding_f}
+    assert counts["tgan-ode-o1-single-s0"] == 100 * 100 + 100
+    assert abs(counts["tgan-ode-o1-matched-s0"] - 825_444) < 4_106  # TGAN's conv1d G_t
+    assert abs(counts["mocogan-ode-o1-matched-s0"] - 1_632) < 49  # MoCoGAN's GRU
+    family = study.plan_runs(study.load_grid(EXAMPLES / "paper_family_order.toml"), registry)
+    ids = [p.run_id for p in family]
+    assert len(ids) == 15 and "tganv2-clstm-s0" in ids and "mocogan-ode-o3-single-s0" in ids
+    by_id = {p.run_id: p.config for p in family}
+    assert by_id["tganv2-sde-single-s0"].components["temporal.sde"].dt == 0.05
+    assert by_id["tgan-sde-single-s0"].components["temporal.sde"].dt == 0.025
+    assert by_id["tganv2-ode-o1-single-s0"].components["dataset.ucf101"].path == "ucf101-192.lmdb"
+    tiny = study.plan_runs(study.load_grid(EXAMPLES / "tiny.toml"), registry)
+    assert [p.run_id for p in tiny] == [
+        "tgan-conv1d-s0",
+        "tgan-ode-o1-single-s0",
+        "tgan-ode-o2-single-s0",
+        "tgan-sde-single-s0",
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+# logger.eval
+
+
+class ScriptedEvaluate:
+    """Stands in for evaluation.evaluate: returns a given score per step and records what the
+    generator looked like when it was scored."""
+
+    def __init__(self, scores: dict[int, float]) -> None:
+        self.scores = scores
+        self.calls: list[dict] = []
+
+    def __call__(self, generator, metrics, **kwargs):
+        step = self.current_step
+        self.calls.append(
+            {
+                "step": step,
+                "training": generator.training,
+                "metrics": tuple(metrics),
+                "samples": kwargs["samples"],
+                "state": {k: v.clone() for k, v in generator.state_dict().items()},
+            }
+        )
+        value = self.scores[step]
+        return {"is": evaluation.MetricResult(value, 0.25, (value,), "scripted")}
+
+    @nd.hookimpl(tryfirst=True)
+    def on_step(self, run, step, metrics):
+        self.current_step = step
+
+
+def eval_config(registry, **run):
+    raw = fast_raw(checkpoint_every=2, keep_checkpoints=1, sample_every=100, threads=1, **run)
+    raw["plugins"]["loggers"] = ["logger.eval"]
+    raw["logger"] = {"eval": {"every": 1, "samples": 6}}
+    return resolve(raw, registry)
+
+
+def test_eval_logger_keeps_the_best_checkpoint_and_survives_resume(tmp_path, registry, monkeypatch):
+    script = ScriptedEvaluate({1: 1.5, 2: 3.0, 3: 2.0, 4: 2.5, 5: 2.9, 6: 3.5})
+    monkeypatch.setattr(evaluation, "evaluate", script)
+    registry.add_plugin(script)
+    run_dir = nd.train(eval_config(registry, iterations=4), registry, run_dir=tmp_path / "r")
+
+    assert [c["step"] for c in script.calls] == [1, 2, 3, 4]
+    assert all(not c["training"] and c["metrics"] == ("is",) for c in script.calls)
+    assert script.calls[0]["samples"] == 6
+    records = study.read_eval_log(run_dir)
+    assert [(r["step"], r["is_mean"], r["is_std"]) for r in records] == [
+        (1, 1.5, 0.25),
+        (2, 3.0, 0.25),
+        (3, 2.0, 0.25),
+        (4, 2.5, 0.25),
+    ]
+    best = json.loads((run_dir / "best.json").read_text())
+    assert best == {
+        "step": 2,
+        "metric": "is",
+        "mean": 3.0,
+        "std": 0.25,
+        "checkpoint": "checkpoints/best.pt",
+    }
+    # best.pt is neither resumed from nor pruned (step-00000002.pt was): only step-*.pt are
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step-00000004.pt"]
+    assert latest_checkpoint(run_dir).name == "step-00000004.pt"
+    saved = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert saved["step"] == 2 and saved["best"]["mean"] == 3.0
+    for key, value in script.calls[1]["state"].items():  # the weights scored at step 2
+        assert torch.equal(saved["model"][f"generator.{key}"], value), key
+    assert not torch.equal(
+        saved["model"]["generator.temporal.field.0.weight"],
+        load_checkpoint(run_dir)["model"]["generator.temporal.field.0.weight"],
+    )
+
+    # a crash after an evaluation but before the next checkpoint leaves a newer record behind
+    with (run_dir / "eval.jsonl").open("a") as fh:
+        fh.write(json.dumps({"step": 5, "is_mean": 99.0, "is_std": 0.0}) + "\n")
+    fresh = Registry(entry_points=False, disabled=())
+    fresh.add_plugin(script)
+    nd.train(eval_config(fresh, iterations=6), fresh, resume=run_dir)
+    records = study.read_eval_log(run_dir)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert records[4]["is_mean"] == 2.9  # the stale 99.0 of step 5 was dropped on resume
+    best = json.loads((run_dir / "best.json").read_text())
+    # 2.9 at step 5 does not beat the 3.0 read back from best.json; 3.5 at step 6 does
+    assert best["step"] == 6 and best["mean"] == 3.5
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["step"] == 6
+
+
+# ------------------------------------------------------------------------------------------
+# The study end to end
+
+
+def mtimes(paths):
+    return {p: p.stat().st_mtime_ns for p in paths}
+
+
+def test_study_end_to_end_interrupted_then_resumed(tmp_path, classifier):
+    grid = write_grid(tmp_path / "small.toml", SMALL_GRID.format(classifier=classifier))
+    out = tmp_path / "out"
+    runs = out / "runs"
+
+    # first invocation: Ctrl-C (a real SIGINT, sent by the test hook) at step 6 of run 2
+    first = study_cli(str(grid), "--out", str(out), env={study.SIGINT_ENV: f"{SMALL_RUNS[1]}@6"})
+    assert first.returncode == 130, first.stdout + first.stderr
+    assert f"{SMALL_RUNS[1]}: interrupted at step 6 of 8" in first.stdout
+    assert (runs / SMALL_RUNS[0] / "final.json").is_file()
+    assert [p.name for p in list_checkpoints(runs / SMALL_RUNS[1])][-1] == "step-00000006.pt"
+    assert not (runs / SMALL_RUNS[1] / "final.json").exists()
+    done_files = [p for p in (runs / SMALL_RUNS[0]).rglob("*") if p.is_file()]
+    before = mtimes(done_files)
+
+    # second invocation: run 1 skipped, run 2 continued from its checkpoint
+    second = study_cli(str(grid), "--out", str(out))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"{SMALL_RUNS[0]}: finished earlier, skipped" in second.stdout
+    assert f"{SMALL_RUNS[1]}: resuming from step 6 of 8" in second.stdout
+    assert mtimes(done_files) == before  # nothing of the finished run was touched
+    resumed = runs / SMALL_RUNS[1]
+    logged = [json.loads(x)["step"] for x in (resumed / "log.jsonl").read_text().splitlines()]
+    assert logged == [2, 4, 6, 8]  # continued: no second step 2
+    assert [r["step"] for r in study.read_eval_log(resumed)] == [4, 8]
+    for run_id in SMALL_RUNS:
+        final = json.loads((runs / run_id / "final.json").read_text())
+        assert final["run"] == run_id and final["step"] in (4, 8)
+        assert len(final["metrics"]["is"]["values"]) == 2  # final_loops batches
+        assert final["step"] == json.loads((runs / run_id / "best.json").read_text())["step"]
+
+    # results.csv: one row per run, every column, finite numbers
+    with (out / "results.csv").open() as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == study.CSV_COLUMNS
+    assert [r["run"] for r in rows] == SMALL_RUNS
+    for row in rows:
+        assert row["status"] == "done"
+        for column in ("is_mean", "is_std", "fid_mean", "fid_std", "steps_per_s", "train_seconds"):
+            assert math.isfinite(float(row[column])), (row["run"], column)
+        assert float(row["is_mean"]) >= 1.0 and float(row["fid_mean"]) >= 0.0
+        assert int(row["params_generator"]) > int(row["params_temporal"]) > 0
+    assert rows[0]["temporal"] == "temporal.conv1d" and rows[0]["original"] == "True"
+    assert (rows[1]["design"], rows[1]["order"]) == ("single", "1")
+    table = (out / "results.md").read_text()
+    assert all(f"`{r}`" in table for r in SMALL_RUNS) and "2 of 2 runs finished" in table
+
+    # the plots and the comparison grid, read back
+    for name in ("is_over_training.png", "final_metrics.png"):
+        image = media.read_png(out / name)
+        assert image.shape[0] >= 300 and image.shape[1] >= 500, name
+        assert image.std() > 5, name  # not a blank canvas
+    strip = media.read_png(out / "comparison.png")
+    per_run = 2 * (32 + 2) + 2  # two videos per run, 32 px frames, 2 px padding
+    assert strip.shape == (2 * per_run + 4, 16 * (32 + 2) + 2, 3)  # a 4 px band between runs
+    video = media.read_video(out / "comparison.mp4")
+    assert video.shape[0] == 16 and video.shape[1:3] == (2 * 34 + 2, 2 * 34 + 2)
+    assert "Samples on the same latents" in table and "comparison.mp4" in table
+
+
+@pytest.mark.slow
+def test_study_torchrun_launcher_trains_with_two_processes(tmp_path, classifier):
+    grid = write_grid(tmp_path / "small.toml", SMALL_GRID.format(classifier=classifier))
+    out = tmp_path / "out"
+    result = study_cli(
+        str(grid),
+        "--out",
+        str(out),
+        "--only",
+        "tgan-ode-*",
+        "--launcher",
+        "torchrun",
+        "--nproc-per-node",
+        "2",
+        "--set",
+        "run.device=cpu",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = out / "runs" / "tgan-ode-o1-single-s0"
+    assert [r["step"] for r in study.read_eval_log(run_dir)] == [4, 8]
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt")["step"] in (4, 8)
+    final = json.loads((run_dir / "final.json").read_text())
+    assert math.isfinite(final["metrics"]["fid"]["mean"])
+    with (out / "results.csv").open() as fh:
+        rows = {r["run"]: r["status"] for r in csv.DictReader(fh)}
+    assert rows == {SMALL_RUNS[0]: "pending", SMALL_RUNS[1]: "done"}
