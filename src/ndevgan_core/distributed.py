@@ -99,9 +99,17 @@ class DistributedContext:
         """Rank 0: the process that writes files and shows progress."""
         return self.rank == 0
 
-    def close(self) -> None:
-        """Destroy the process group if this context created it."""
+    def close(self, *, wait_for_peers: bool = False) -> None:
+        """Destroy the process group if this context created it.
+
+        With ``wait_for_peers`` every rank first waits at a barrier until all have finished
+        (rank 0 may still be writing the last checkpoint and samples): a gloo rank that tears
+        its connections down while a peer still holds them can abort the whole job. Leave it
+        off on the way out of an error, when the other ranks may never arrive.
+        """
         if self.owns_group and dist.is_initialized():
+            if wait_for_peers and self.world_size > 1:
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -388,15 +396,34 @@ class DistributedModule(_Transparent, DistributedDataParallel):
             find_unused_parameters=find_unused_parameters,
             **{_SYNC_BUFFERS_ARGUMENT: sync_buffers},
         )
-        self.reduced = False
+        # The hook's state is a separate flag, not the module: DDP's C++ reducer keeps the
+        # state alive, and a module -> reducer -> module cycle through C++ is invisible to
+        # Python's collector, so the wrapper (and gloo's threads) would live until shutdown.
+        self._reduction = _ReductionFlag()
         self._own_parameters = [p for p in module.parameters()]
-        self.register_comm_hook(self, _average_and_mark)
+        self.register_comm_hook(self._reduction, _average_and_mark)
+
+    @property
+    def reduced(self) -> bool:
+        """Whether DDP averaged this network's gradients since the flag was last cleared."""
+        return self._reduction.reduced
+
+    @reduced.setter
+    def reduced(self, value: bool) -> None:
+        self._reduction.reduced = value
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """DDP's forward, or the network's own when no gradient can reach it."""
         if not torch.is_grad_enabled() or not any(p.requires_grad for p in self._own_parameters):
             return self.module(*args, **kwargs)
         return super().forward(*args, **kwargs)
+
+
+@attrs.define
+class _ReductionFlag:
+    """The comm hook's state: set when DDP has averaged a network's gradients."""
+
+    reduced: bool = False
 
 
 # Unannotated on purpose: DDP compares the hook's annotations with the real classes, and this

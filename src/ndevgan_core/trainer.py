@@ -25,6 +25,7 @@ floating-point sums differ.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -397,9 +398,24 @@ class Trainer:
         Under torchrun every rank calls this; it leaves the process group when done.
         """
         try:
-            return self._fit()
-        finally:
-            self.distributed.close()
+            run_dir = self._fit()
+        except BaseException:
+            self._leave_process_group(wait_for_peers=False)
+            raise
+        self._leave_process_group(wait_for_peers=True)
+        return run_dir
+
+    def _leave_process_group(self, *, wait_for_peers: bool) -> None:
+        # The DDP wrappers hold the process group (and, through their comm hook, themselves),
+        # so they would otherwise live until the interpreter shuts down, when gloo's worker
+        # threads can abort the process. Drop them and collect them while Python is alive.
+        if self.distributed.active:
+            if self._gradient_sync is not None:
+                self._gradient_sync.remove()
+                self._gradient_sync = None
+            self.model = self.gan
+            gc.collect()
+        self.distributed.close(wait_for_peers=wait_for_peers)
 
     def _fit(self) -> Path:
         run = self.config.run
