@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch
 import ndevgan_core as nd
 from ndevgan_core.checkpoint import save_checkpoint
 from ndevgan_core.config import non_negative, one_of, option, positive
+from ndevgan_core.files import write_text_atomic
 
 HIGHER_IS_BETTER = {"is": True, "fid": False}
 """For each metric the logger can track, whether a larger value is better."""
@@ -67,21 +66,6 @@ class EvalLoggerConfig:
     dropout_compat: bool = option(
         False, "score with the classifier's dropout on, as the paper's scoring code did"
     )
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a new file beside ``path`` (mode 0o666 less the umask), then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with os.fdopen(
-            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", encoding="utf-8"
-        ) as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_eval_log(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -142,7 +126,7 @@ class EvalLogger:
         if is_main and len(kept) != len(records):
             # evaluations after the checkpoint we resume from are repeated by this session
             text = "".join(json.dumps(r) + "\n" for r in kept)
-            _write_text_atomic(self._run_dir / EVAL_LOG, text)
+            write_text_atomic(self._run_dir / EVAL_LOG, text)
 
     def _is_better(self, value: float) -> bool:
         if not math.isfinite(value):
@@ -191,7 +175,7 @@ class EvalLogger:
         if better:
             payload = {**run.checkpoint_payload(), "best": dict(self.best)}
             save_checkpoint(self._run_dir / BEST_CHECKPOINT, payload)
-            _write_text_atomic(self._run_dir / BEST_JSON, json.dumps(self.best, indent=2) + "\n")
+            write_text_atomic(self._run_dir / BEST_JSON, json.dumps(self.best, indent=2) + "\n")
         if run.config.run.progress:
             from tqdm import tqdm
 

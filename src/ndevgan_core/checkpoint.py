@@ -11,9 +11,7 @@ and is read back with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+from .files import atomic_open
 
 FORMAT = "ndevgan.checkpoint"
 VERSION = 1
@@ -28,19 +27,9 @@ VERSION = 1
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, "wb") as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:

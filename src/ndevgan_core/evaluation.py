@@ -30,7 +30,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ import torch
 from .config import build_config, config_to_dict
 from .contracts import VideoClassifier, VideoDataset, VideoGenerator, normalise_videos
 from .errors import ConfigError, PluginError
+from .files import atomic_open, write_json_atomic
 from .hookspecs import hookimpl
 from .progress import progress_bar
 from .registry import Registry, default_registry, qualify
@@ -426,25 +426,15 @@ def read_stats(path: str | Path, key: Mapping[str, Any] | None = None) -> Featur
 
 def write_stats(path: str | Path, stats: FeatureStats, key: Mapping[str, Any]) -> Path:
     """Write statistics and their key to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                mean=stats.mean,
-                cov=stats.cov,
-                count=np.int64(stats.count),
-                key=np.array(json.dumps(dict(key), sort_keys=True)),
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, "wb") as fh:
+        np.savez(
+            fh,
+            mean=stats.mean,
+            cov=stats.cov,
+            count=np.int64(stats.count),
+            key=np.array(json.dumps(dict(key), sort_keys=True)),
+        )
+    return Path(path)
 
 
 def real_indices(length: int, samples: int) -> list[int]:
@@ -763,20 +753,6 @@ def load_dataset_of(
     return dataset, name, config_to_dict(options)
 
 
-def _write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 @torch.no_grad()
 def scored_samples(
     generator: VideoGenerator, count: int = 8, seed: int = 0, device: torch.device | None = None
@@ -955,7 +931,7 @@ def eval_command(
         "results": [{"metric": name, **result.to_dict()} for name, result in results.items()],
     }
     out_path = Path(out) if out else _default_out(Path(checkpoint), loaded.step)
-    _write_json(out_path, record)
+    write_json_atomic(out_path, record)
     from . import media
 
     shown = scored_samples(loaded.generator, min(8, samples), seed, torch_device)

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import secrets
 import tempfile
 import time
 import warnings
@@ -46,6 +45,7 @@ from torch import nn
 from .checkpoint import latest_checkpoint
 from .contracts import ODETemporalGenerator, SDETemporalGenerator, VideoGenerator
 from .errors import CheckpointError, ConfigError, NdevganError
+from .files import write_bytes_atomic
 from .hookspecs import hookimpl
 from .registry import Registry, default_registry
 from .runtime import (
@@ -630,22 +630,6 @@ def build_metadata(
     }
 
 
-def write_atomically(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 # --------------------------------------------------------------------------------------------
 # Export
 
@@ -785,7 +769,7 @@ def export_onnx(
         model.metadata_props.add(key=METADATA_KEY, value=text)
         model.doc_string = f"ndevgan generator: {parse_metadata(text, str(out)).summary()}"
         data = model.SerializeToString()
-        write_atomically(out, data)
+        write_bytes_atomic(out, data)
         bar.update()
     return ExportReport(
         path=out,

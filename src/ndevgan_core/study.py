@@ -46,7 +46,6 @@ import itertools
 import json
 import math
 import os
-import secrets
 import shlex
 import signal
 import subprocess
@@ -76,6 +75,7 @@ from .config import (
     set_nested,
 )
 from .errors import ConfigError, NdevganError
+from .files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .hookspecs import hookimpl
 from .registry import Registry, default_registry, qualify
 
@@ -499,41 +499,6 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a fresh file beside ``path``, then move it into place.
-
-    The temporary file keeps ``path``'s suffix (matplotlib picks the format from it) and is
-    created with mode 0o666 less the umask, like any file the user writes.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp{path.suffix}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _write_text_atomic(path: Path, text: str) -> Path:
-    return _atomic_write(path, lambda tmp: tmp.write_text(text, "utf-8", newline=""))
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    return _atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def _write_json(path: Path, data: Any) -> Path:
-    return _write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
 def _comparable(tree: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if tree is None:
         return None
@@ -756,7 +721,7 @@ def final_evaluation(
     buffer = io.BytesIO()
     np.savez(buffer, videos=videos)
     comparison = run_dir / COMPARISON_NPZ
-    _write_bytes_atomic(comparison, buffer.getvalue())
+    write_bytes_atomic(comparison, buffer.getvalue())
     generator = loaded.generator
     record = {
         "run": plan.run_id,
@@ -776,7 +741,7 @@ def final_evaluation(
         "protocol": protocol.final_record(),
         "config": plan.config.to_dict(),
     }
-    _write_json(run_dir / FINAL_JSON, record)
+    write_json_atomic(run_dir / FINAL_JSON, record)
     return record
 
 
@@ -887,7 +852,7 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _csv_value(row.get(k)) for k in CSV_COLUMNS})
-    return _write_text_atomic(path, buffer.getvalue())
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def _number(x: float) -> str:
@@ -969,7 +934,9 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save_figure(figure: Any, path: Path) -> Path:
-    return _atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
 
 
 def plot_training_curves(
@@ -1166,7 +1133,7 @@ def write_report(
                 "share z or a grid: each group has its own grid, its z drawn from the same seed."
             )
         lines.append("")
-    paths["md"] = _write_text_atomic(out / "results.md", "\n".join(lines))
+    paths["md"] = write_text_atomic(out / "results.md", "\n".join(lines))
     return paths
 
 
@@ -1194,7 +1161,7 @@ def _clean_new_run(run_dir: Path) -> None:
 def _add_timing(run_dir: Path, key: str, seconds: float) -> None:
     timing = _read_json(run_dir / TIMING_JSON) or {}
     timing[key] = round(timing.get(key, 0.0) + seconds, 3)
-    _write_json(run_dir / TIMING_JSON, timing)
+    write_json_atomic(run_dir / TIMING_JSON, timing)
 
 
 def _summary(final: Mapping[str, Any]) -> str:
@@ -1259,7 +1226,7 @@ def run_study(
             else:
                 echo(f"{prefix} training {iterations:,} steps")
                 _clean_new_run(run_dir)
-                _write_text_atomic(run_dir / "config.toml", dump_toml(plan.config.to_dict()))
+                write_text_atomic(run_dir / "config.toml", dump_toml(plan.config.to_dict()))
             started = time.perf_counter()
             try:
                 if launcher == "local":

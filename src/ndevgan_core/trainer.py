@@ -28,7 +28,6 @@ import contextlib
 import gc
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -52,6 +51,7 @@ from .checkpoint import (
 from .config import dump_toml
 from .contracts import VideoGAN, normalise_videos
 from .errors import CheckpointError, ConfigError
+from .files import write_text_atomic
 from .progress import progress_bar
 from .registry import Registry
 from .runconfig import Assembled, ResolvedConfig, assemble, make_dataset
@@ -421,7 +421,7 @@ class Trainer:
         run = self.config.run
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _write_text_atomic(self.run_dir / "config.toml", dump_toml(self.config.to_dict()))
+            write_text_atomic(self.run_dir / "config.toml", dump_toml(self.config.to_dict()))
         self.sample_z = self.gan.generator.sample_z(
             run.samples, torch.Generator().manual_seed(run.seed + 2)
         )
@@ -545,12 +545,3 @@ class Trainer:
         ]
         self.registry.hook.on_sample(run=self, step=self.step, paths=paths)
         return paths
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, "utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
