@@ -310,6 +310,9 @@ def test_study_end_to_end_interrupted_then_resumed(tmp_path, classifier):
     first = study_cli(str(grid), "--out", str(out), env={study.SIGINT_ENV: f"{SMALL_RUNS[1]}@6"})
     assert first.returncode == 130, first.stdout + first.stderr
     assert f"{SMALL_RUNS[1]}: interrupted at step 6 of 8" in first.stdout
+    # the trainer's stop message points at the study, not at `ndevgan run --resume`
+    assert "Continue with: the same `ndevgan study` command" in first.stderr
+    assert "ndevgan run --resume" not in first.stderr
     assert (runs / SMALL_RUNS[0] / "final.json").is_file()
     assert [p.name for p in list_checkpoints(runs / SMALL_RUNS[1])][-1] == "step-00000006.pt"
     assert not (runs / SMALL_RUNS[1] / "final.json").exists()

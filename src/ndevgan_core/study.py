@@ -595,6 +595,7 @@ def train_local(plan: PlannedRun, run_dir: Path, resume: bool, registry: Registr
         trainer = Trainer(
             plan.config, registry, run_dir=run_dir, resume=run_dir if resume else None
         )
+        trainer.resume_hint = "the same `ndevgan study` command (finished runs are skipped)"
         trainer.fit()
         return trainer.step
     finally:

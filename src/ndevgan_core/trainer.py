@@ -160,6 +160,9 @@ class Trainer:
     ) -> None:
         self.config = config
         self.registry = registry
+        self.resume_hint: str | None = None
+        """What the stop message tells the user to run to continue (default: ``ndevgan run
+        --resume RUN_DIR``); a caller that drives the trainer, as a study, sets its own."""
         context = distributed.setup(config.run.device)
         self.distributed = context or distributed.DistributedContext(
             rank=0, world_size=1, local_rank=0, device=resolve_device(config.run.device)
@@ -476,7 +479,7 @@ class Trainer:
             path = self.save()
             print(
                 f"stopped at step {self.step}; checkpoint {path}. Continue with: "
-                f"ndevgan run --resume {self.run_dir}",
+                f"{self.resume_hint or f'ndevgan run --resume {self.run_dir}'}",
                 file=sys.stderr,
             )
         return self.run_dir
