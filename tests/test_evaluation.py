@@ -485,6 +485,24 @@ def test_eval_command_writes_json_that_matches_the_library(
         assert by_metric[name]["values"] == pytest.approx(list(result.values), rel=1e-9)
 
 
+def test_result_lines_show_a_spread_only_when_there_is_one() -> None:
+    from ndevgan_core.evaluation import MetricResult, result_line
+
+    several = MetricResult(mean=2.5, std=0.25, values=(2.25, 2.75), protocol="p: 2 loops")
+    single = MetricResult(mean=195.0954, std=0.0, values=(195.0954,), protocol="p: 1 loop")
+    assert result_line("is", several, 3).split() == [
+        "IS",
+        "2.5000",
+        "±",
+        "0.2500",
+        "p:",
+        "2",
+        "loops",
+    ]
+    assert result_line("fid", single, 3).split() == ["FID", "195.0954", "p:", "1", "loop"]
+    assert len(result_line("is", several, 3)) == len(result_line("fid", single, 3)) + 1
+
+
 # --------------------------------------------------------------------------------------------
 # Distributed evaluation
 

@@ -939,11 +939,17 @@ def eval_command(
     click.echo(f"step {loaded.step} of {checkpoint}; classifier {classifier_path}")
     width = max(len(name) for name in results)
     for name, result in results.items():
-        click.echo(
-            f"  {name.upper().ljust(width)}  {_format(result.mean):>10} ± "
-            f"{_format(result.std):<8}  {result.protocol}"
-        )
+        click.echo(result_line(name, result, width))
     click.echo(f"wrote {out_path} and {strip} (the first scored videos)")
+
+
+def result_line(name: str, result: MetricResult, width: int = 0) -> str:
+    """One line of ``ndevgan eval``'s table: ``IS  12.3456 ± 0.1234  protocol``.
+
+    A figure from a single batch has no spread, so it is shown without "± 0".
+    """
+    spread = f"± {_format(result.std):<8}" if len(result.values) > 1 else " " * 10
+    return f"  {name.upper().ljust(width)}  {_format(result.mean):>10} {spread}  {result.protocol}"
 
 
 @hookimpl
