@@ -25,7 +25,6 @@ floating-point sums differ.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import signal
@@ -409,15 +408,13 @@ class Trainer:
         return run_dir
 
     def _leave_process_group(self, *, wait_for_peers: bool) -> None:
-        # The DDP wrappers hold the process group (and, through their comm hook, themselves),
-        # so they would otherwise live until the interpreter shuts down, when gloo's worker
-        # threads can abort the process. Drop them and collect them while Python is alive.
+        # The DDP wrappers hold the process group and gloo's threads; left to the interpreter's
+        # shutdown they can abort the process. Drop the last references while Python is alive.
         if self.distributed.active:
             if self._gradient_sync is not None:
                 self._gradient_sync.remove()
                 self._gradient_sync = None
             self.model = self.gan
-            gc.collect()
         self.distributed.close(wait_for_peers=wait_for_peers)
 
     def _fit(self) -> Path:
