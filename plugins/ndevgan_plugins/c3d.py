@@ -35,6 +35,7 @@ from torch import nn
 
 from ndevgan_core.checkpoint import atomic_torch_save
 from ndevgan_core.errors import ConfigError
+from ndevgan_core.evaluation import FeatureStats
 
 __all__ = [
     "C3D",
@@ -405,10 +406,8 @@ def is_stylegan_v(probs: torch.Tensor | np.ndarray, splits: int = 10) -> tuple[f
 
 def feature_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (D,) and covariance (D, D; unbiased, rows are samples) of features in float64."""
-    f = _as_float64(features)
-    if f.ndim != 2 or f.shape[0] < 2:
-        raise ConfigError(f"feature_stats expects (N ≥ 2, D) features; got {f.shape}")
-    return f.mean(axis=0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+    stats = FeatureStats.from_features(_as_float64(features))
+    return stats.mean, stats.cov
 
 
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:

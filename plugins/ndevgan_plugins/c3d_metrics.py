@@ -460,13 +460,14 @@ def stats_command(
     source = weights or dataset.reference_classifier()
     if source is None:
         raise nd.ConfigError(f"{name} has no built-in classifier; pass --c3d WEIGHTS")
-    classifier = load_classifier(source).to(resolve_device(device, "--device"))
+    torch_device = resolve_device(device, "--device")
+    classifier = load_classifier(source).to(torch_device)
     stats, where = real_feature_stats(
         dataset,
         classifier,
         samples,
         batch_size=batch_size,
-        device=resolve_device(device, "--device"),
+        device=torch_device,
         stats_cache=stats_cache,
         progress=progress,
         registry=registry,
