@@ -54,6 +54,15 @@ def tgan_tiny_raw(**run: object) -> dict:
     }  # fmt: skip
 
 
+def gloo_threads() -> list[str]:
+    """Names of this process's threads that belong to gloo (Linux: /proc/self/task)."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        pytest.skip("needs /proc/self/task to list threads")
+    names = [(t / "comm").read_text().strip() for t in tasks.iterdir()]
+    return [n for n in names if "gloo" in n]
+
+
 def registry() -> Registry:
     return Registry(entry_points=False, disabled=())
 
@@ -181,6 +190,9 @@ def test_one_torchrun_process_trains_bitwise_like_a_plain_run(
     # ...after dropping its DDP wrappers: left to the interpreter's shutdown, they hold gloo's
     # threads and once in a few runs aborted a finished two-process job
     assert trainer.model is trainer.gan and wrapper() is None
+    # ...and no hidden reference keeps the group: its threads are gone (torch's
+    # distributed.nn binds the live group as a default argument if imported under one)
+    assert gloo_threads() == []
 
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k)
@@ -262,7 +274,7 @@ WORKER = textwrap.dedent(
     '''
     """Trains the config in argv[1] (JSON) and checks in every step that the ranks hold the
     very same weights and buffers; writes what it saw to argv[2] (rank 0)."""
-    import hashlib, json, sys
+    import hashlib, json, pathlib, sys
     import torch, torch.distributed as dist
     import ndevgan_core as nd
     from ndevgan_core import distributed
@@ -317,10 +329,16 @@ WORKER = textwrap.dedent(
     bn_ok = check_batchnorm()
     where = (trainer.rank, trainer.world_size, trainer.is_main)
     trainer.fit()
+    # a process group still alive here (gloo's threads running) can abort the exit
+    tasks = pathlib.Path("/proc/self/task")
+    threads = [(t / "comm").read_text().strip() for t in tasks.iterdir()] if tasks.is_dir() else []
+    left = [name for name in threads if "gloo" in name]
     if where[0] == 0:
         with open(report, "w") as fh:
             json.dump({"steps": check.steps, "identical": check.identical, "where": where,
-                       "same_metrics": check.metrics, "batchnorm": bn_ok}, fh)
+                       "same_metrics": check.metrics, "batchnorm": bn_ok, "gloo_left": left}, fh)
+    elif left:
+        sys.exit(f"rank {where[0]}: gloo threads alive after fit: {left}")
     '''
 )
 
@@ -352,7 +370,7 @@ def test_ranks_stay_identical_on_every_backbone(tmp_path, backbone):
     assert report["where"] == [0, 2, True]
     assert report["steps"] == [1, 2, 3]  # on_step ran on both ranks (else all_gather hangs)
     assert report["identical"] == [True] * 3 and report["same_metrics"] == [True] * 3
-    assert report["batchnorm"]
+    assert report["batchnorm"] and report["gloo_left"] == []
     state = load_checkpoint(tmp_path / "r")
     assert state["step"] == 3 and all(v.isfinite().all() for v in state["model"].values())
 

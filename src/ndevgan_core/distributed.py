@@ -53,6 +53,13 @@ from typing import Any
 import attrs
 import torch
 import torch.distributed as dist
+
+# Imported before any process group exists, on purpose: torch.distributed.nn.functional
+# binds ``group.WORLD`` as a default argument when first imported (DDP imports it lazily), so
+# importing it under a live group keeps that group, and gloo's threads, alive past
+# destroy_process_group to the interpreter's shutdown, where they abort the process now and
+# then ("terminate called without an active exception").
+import torch.distributed.nn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -163,7 +170,8 @@ def setup(device: str, environ: Mapping[str, str] | None = None) -> DistributedC
     """Join torchrun's process group; None when this process was not started by torchrun.
 
     ``device`` is the ``run.device`` setting. Uses NCCL on CUDA and gloo on the CPU; a
-    process group that already exists (made by the caller) is used as it is.
+    process group that already exists (made by the caller) is used as it is — make it after
+    importing this module, so the group can be freed when destroyed (see the imports).
     """
     env = os.environ if environ is None else environ
     if not launched_by_torchrun(env):
