@@ -89,27 +89,60 @@ def test_plugins_table_and_json():
     assert options["adjoint"]["default"] is False
 
 
+def _variant_counts(out: str) -> dict[str, int]:
+    rows = dict(re.findall(r"^  (temporal\.\S+(?: \w+=\w+)*)\s+([\d,]+)", out, re.MULTILINE))
+    return {label: int(n.replace(",", "")) for label, n in rows.items()}
+
+
 def test_info_prints_parameter_counts_per_module():
     out = ndevgan("info", "--plugin", "backbone.tgan").stdout
     assert "paper preset" in out and "temporal.conv1d" in out
-    assert "825,444" in out and "3,622,691" in out and "11,032,385" in out
+    assert "826,468" in out and "3,622,691" in out and "11,033,281" in out
+    # the authors' TGAN-ODE: pre-MLP 628,324 + f 10,100; generator 4,261,115
     out = ndevgan("info", "--plugin", "backbone.tgan", "--plugin", "temporal.ode").stdout
-    assert "10,100" in out  # Linear(100, 100) + Tanh
-    # every temporal variant for this backbone, the matched ones within half a hidden unit
-    rows = dict(re.findall(r"^  (temporal\.\S+(?: \w+=\w+)*)\s+([\d,]+)", out, re.MULTILINE))
-    counts = {label: int(n.replace(",", "")) for label, n in rows.items()}
+    assert re.search(r"generator\.temporal\s+638,424", out)
+    assert re.search(r"generator \(total\)\s+4,261,115", out)
+    assert "pre_mlp=[512,512,512]" in out and "form=chain" in out and "adjoint=true" in out
+    counts = _variant_counts(out)
     dynamics = [k for k in counts if k.startswith(("temporal.ode ", "temporal.sde "))]
     assert len(dynamics) == 9 + 3  # ODE orders × designs, SDE designs
-    assert counts["temporal.conv1d"] == 825_444
+    assert counts["temporal.conv1d"] == 826_468
+    mlp = 628_324
+    assert counts["temporal.ode order=1 design=single"] == mlp + 10_100
+    assert counts["temporal.ode order=1 design=composed"] == mlp + 20_200
+    assert counts["temporal.ode order=1 design=matched"] == 825_002  # the authors' hidden 978
+    assert counts["temporal.ode order=2 design=single"] == mlp + 2 * 10_100 + 10_100  # chain
+    assert counts["temporal.ode order=3 design=single"] == mlp + 3 * 10_100 + 10_100
+    assert counts["temporal.sde design=single"] == mlp + 2 * 10_100
+
+
+def test_info_honours_set_for_the_run_and_every_variant():
+    out = ndevgan(
+        "info",
+        "--plugin",
+        "backbone.tgan",
+        "--plugin",
+        "temporal.ode",
+        "--set",
+        "temporal.ode.pre_mlp=[]",
+        "--set",
+        "temporal.ode.form=general",
+    ).stdout
+    assert re.search(r"generator\.temporal\s+10,100", out)
+    assert "pre_mlp=[] " in out and "form=general" in out
+    counts = _variant_counts(out)
     assert counts["temporal.ode order=1 design=single"] == 10_100
-    assert counts["temporal.ode order=2 design=single"] == 30_200  # f: 200 → 100, + encoder
+    assert counts["temporal.ode order=2 design=single"] == 30_200  # general: f 200 → 100 + encoder
+    # no MLP: the matched width is solved against the original (826,468), within half a unit
     for label, per_unit in (
         ("temporal.ode order=1 design=matched", 201),
         ("temporal.ode order=2 design=matched", 301),
         ("temporal.ode order=3 design=matched", 401),
-        ("temporal.sde design=matched", 2 * 201),
     ):
-        assert abs(counts[label] - 825_444) <= per_unit / 2, (label, counts[label])
+        assert abs(counts[label] - 826_468) <= per_unit / 2, (label, counts[label])
+    # the tiny preset keeps ndevgan's lighter defaults: no MLP, general form, no adjoint
+    out = ndevgan("info", "--plugin", "temporal.ode").stdout
+    assert "pre_mlp=[] " in out and "form=general" in out and "adjoint=false" in out
 
 
 def _fails_cleanly(proc, *fragments):

@@ -355,4 +355,5 @@ def test_cli_info_lists_modules_and_temporal_variants():
     rows = dict(re.findall(r"^  (temporal\.\S+(?: \w+=\w+)*)\s+([\d,]+.*)$", out, re.MULTILINE))
     assert rows["temporal.gru"].strip() == "1,632"
     assert re.fullmatch(r"1,633\s+hidden 49", rows["temporal.ode order=1 design=matched"])
-    assert re.fullmatch(r"1,616\s+hidden 24", rows["temporal.sde design=matched"])
+    # the authors' matched width 49 for the SDE's drift and diffusion too: 2 × 1,633
+    assert re.fullmatch(r"3,266\s+hidden 49", rows["temporal.sde design=matched"])

@@ -1,9 +1,12 @@
-"""backbone.tgan and temporal.conv1d: shapes, parameter counts from REFERENCE §3, protocol."""
+"""backbone.tgan and temporal.conv1d: shapes, the authors' parameter counts and inits, protocol."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 import ndevgan_core as nd
 from ndevgan_core.config import build_config
@@ -33,14 +36,15 @@ def test_paper_parameter_counts_match_reference_architecture():
     gan = backbone.build(temporal)
     counts = gan.module_parameter_counts()
     bn = 2  # gamma and beta per channel
+    # G0 as the paper's code: a bias on every ConvTranspose1d (the authors' 826,468)
     g0 = (
-        conv_params(100, 512, 1, False)
+        conv_params(100, 512, 1, True)
         + bn * 512
-        + conv_params(512, 256, 4, False)
+        + conv_params(512, 256, 4, True)
         + bn * 256
-        + conv_params(256, 128, 4, False)
+        + conv_params(256, 128, 4, True)
         + bn * 128
-        + conv_params(128, 128, 4, False)
+        + conv_params(128, 128, 4, True)
         + bn * 128
         + conv_params(128, 100, 4, True)
     )
@@ -56,19 +60,69 @@ def test_paper_parameter_counts_match_reference_architecture():
         + bn * 32
         + conv_params(32, 3, 9, True)
     )
+    # the critic as the paper's code: a bias on every Conv3d (the authors' 11,033,281)
     d = (
         conv_params(3, 64, 64, True)
-        + conv_params(64, 128, 64, False)
+        + conv_params(64, 128, 64, True)
         + bn * 128
-        + conv_params(128, 256, 64, False)
+        + conv_params(128, 256, 64, True)
         + bn * 256
-        + conv_params(256, 512, 64, False)
+        + conv_params(256, 512, 64, True)
         + bn * 512
         + conv_params(512, 1, 16, True)
     )
     assert counts == {"generator.temporal": g0, "generator.image": g1, "discriminator.video": d}
-    assert (g0, g1, d) == (825_444, 3_622_691, 11_032_385)
+    assert (g0, g1, d) == (826_468, 3_622_691, 11_033_281)
     assert spec.reference_params == g0
+
+
+def test_bias_options_give_ndevgan_0_1_counts():
+    config = build_config(TGANConfig, {"critic_bias": False}, "backbone.tgan")
+    spec = TGANBackbone(config).temporal_spec()
+    temporal = Conv1dTemporal(build_config(Conv1dTemporalConfig, {"bias": False}), spec)
+    counts = TGANBackbone(config).build(temporal).module_parameter_counts()
+    assert counts["generator.temporal"] == 826_468 - (512 + 256 + 128 + 128)
+    assert counts["discriminator.video"] == 11_033_281 - (128 + 256 + 512)
+
+
+def test_published_init_statistics():
+    torch.manual_seed(0)
+    backbone = paper()
+    gan = backbone.build(Conv1dTemporal(Conv1dTemporalConfig(), backbone.temporal_spec()))
+    g1 = gan.generator.image
+    weights = [m.weight for m in g1.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))]
+    for w in weights:  # U(-0.01, 0.01): bounded, std 0.01/sqrt(3)
+        assert w.abs().max() <= 0.01
+        assert w.std().item() == pytest.approx(0.01 / math.sqrt(3), rel=0.05)
+    critic = gan.discriminators["video"]
+    for m in critic.modules():
+        if isinstance(m, nn.Conv3d):
+            fan_in = m.weight[0].numel()
+            fan_out = m.weight.shape[0] * m.weight[0, 0].numel()
+            expected = math.sqrt(2) * math.sqrt(2 / (fan_in + fan_out))  # xavier normal, gain √2
+            assert m.weight.std().item() == pytest.approx(expected, rel=0.1)
+    g0 = gan.generator.temporal
+    for m in g0.modules():
+        if isinstance(m, nn.ConvTranspose1d):
+            w = m.weight
+            fan_in, fan_out = w.shape[1] * w.shape[2], w.shape[0] * w.shape[2]
+            bound = math.sqrt(2) * math.sqrt(6 / (fan_in + fan_out))  # xavier uniform, gain √2
+            assert w.abs().max() <= bound
+            assert w.abs().max() > 0.9 * bound
+
+
+def test_gamma_clip_keeps_gamma_between_a_hundredth_of_sigma_and_sigma():
+    bn = nn.BatchNorm3d(4)
+    bn.running_var.copy_(torch.tensor([4.0, 4.0, 4.0, 0.25]))
+    bn.weight.data = torch.tensor([5.0, -1.0, 0.001, 0.3])
+    singular_value_clip(bn)  # the published rule: σ = √running_var, no eps
+    assert bn.weight.tolist() == pytest.approx([2.0, 0.02, 0.02, 0.3])
+    bn.weight.data = torch.tensor([5.0, -5.0, 0.001, 0.3])
+    singular_value_clip(bn, gamma_floor=None)  # symmetric: |γ| <= √(var + eps)
+    eps = bn.eps
+    assert bn.weight.tolist() == pytest.approx(
+        [math.sqrt(4 + eps), -math.sqrt(4 + eps), 0.001, 0.3]
+    )
 
 
 def test_paper_shapes_and_critic_any_batch_size():

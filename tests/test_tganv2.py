@@ -164,11 +164,12 @@ def check_full_geometry(bb: TGANv2Backbone) -> None:
         assert video.shape == (1, 3, 16, 192, 192)
         assert video.abs().max() <= 1 and torch.isfinite(video).all()
         levels = gan.train().generate_levels(z, rng)
+        # the paper's code keeps 1 frame in 4 per level: 16 → 4 → 1 → 1
         assert [tuple(v.shape) for v in levels] == [
             (1, 3, 16, 24, 24),
-            (1, 3, 8, 48, 48),
-            (1, 3, 4, 96, 96),
-            (1, 3, 2, 192, 192),
+            (1, 3, 4, 48, 48),
+            (1, 3, 1, 96, 96),
+            (1, 3, 1, 192, 192),
         ]
         for d, v in zip(gan.discriminators.values(), levels, strict=True):
             assert d(v).shape == (1,)
@@ -410,7 +411,7 @@ def test_temporal_ode_and_sde_fit_the_feature_map_latent():
     [
         ({"size": 128}, r"backbone.tganv2.size: with base_size 3 and 4 levels .* = 192 px"),
         ({"frame_subsample": [2, 2]}, r"frame_subsample: expected 3 factors"),
-        ({"frames": 12}, r"frames: .* multiple of 8"),
+        ({"frames": 12, "frame_subsample": [2, 2, 2]}, r"frames: a level of 3 frames cannot"),
         ({"frame_subsample": [2, 0, 2]}, r"frame_subsample: expected a list of integers >= 1"),
         ({"preset": "huge"}, r"preset: expected one of 'paper', '128px', '64px', 'tiny'"),
         ({"r1_reduction": "max"}, r"r1_reduction: expected one of 'sum', 'mean'"),
@@ -429,7 +430,7 @@ def test_presets():
         for c in [build_config(TGANv2Config, {"preset": p}, SECTION)]
     }
     assert sizes == {
-        "paper": (192, (24, 48, 96, 192), (16, 8, 4, 2), 32),
+        "paper": (192, (24, 48, 96, 192), (16, 4, 1, 1), 32),
         "128px": (128, (32, 64, 128), (16, 8, 4), 32),
         "64px": (64, (32, 64), (16, 8), 32),
         "tiny": (48, (24, 48), (16, 8), 4),

@@ -25,6 +25,7 @@ The ``tiny`` preset (32×32, narrow, batch 8) trains on a CPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -148,6 +149,14 @@ class MoCoGANConfig:
     beta1: float = option(0.5, "Adam β1", non_negative)
     beta2: float = option(0.999, "Adam β2", non_negative)
     weight_decay: float = option(1e-5, "Adam weight decay", non_negative)
+    sampling: str = option(
+        "published",
+        "published (the paper's code: D_I, D_V and G each get their own fakes; D_I sees single "
+        "frames of independent videos, its real frames from a second batch of videos, so the "
+        "trainer loads 2 × batch_size) or shared (one fake batch for both discriminators, D_I's "
+        "frames taken from D_V's videos)",
+        one_of("published", "shared"),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.size < 16:
@@ -304,6 +313,19 @@ class MoCoGAN(nd.VideoGAN):
         g = self.generator
         return g(g.sample_z(b, rng, device), generator=rng)
 
+    def _fake_frames(self, b: int, rng: torch.Generator, device: torch.device) -> torch.Tensor:
+        """One random frame of each of ``b`` new videos, (B, C, H, W): only those frames are
+        rendered (as the paper's code does), so the image generator's batch is ``b``."""
+        g = self.generator
+        z = g.sample_z(b, rng, device)
+        t = g.spec.times(device)
+        start = z if g.temporal_slice is None else z[:, slice(*g.temporal_slice)]
+        kwargs = {"generator": rng} if g.temporal.stochastic else {}
+        latents = g.temporal(start, t, **kwargs)
+        index = torch.randint(latents.shape[1], (b,), generator=rng).to(device)
+        chosen = latents[torch.arange(b, device=device), index].unsqueeze(1)
+        return g.image(chosen, z)[:, 0]
+
     def _discriminator_step(
         self,
         disc: nn.Module,
@@ -327,28 +349,42 @@ class MoCoGAN(nd.VideoGAN):
     ) -> dict[str, float]:
         """One D_I step, one D_V step and one G step (non-saturating BCE, as MoCoGAN).
 
-        The discriminators share one batch of fakes (drawn without gradients); the generator
-        step draws fresh fakes and is scored by both discriminators (D_I on one random frame of
-        each video). ``rng`` drives every random choice: z, the temporal noise and the frames.
+        ``sampling = "published"``: ``real`` holds two batches; the first half are D_V's
+        videos, one random frame of each video of the second half is D_I's real input; D_I,
+        D_V and G each draw their own fakes (G a batch of videos for D_V and single frames of
+        other videos for D_I). ``"shared"``: the discriminators share one batch of fakes and
+        D_I takes one random frame of each of D_V's videos, real and fake. ``rng`` drives every
+        random choice: z, the temporal noise and the frames.
         """
         d_image, d_video = self.discriminators["image"], self.discriminators["video"]
-        b = real.shape[0]
-        with torch.no_grad():
-            fake = self._fake(b, rng, real.device)
+        device = real.device
+        if self.config.sampling == "published":
+            b = real.shape[0] // 2
+            real_video, real_frames = real[:b], self.random_frames(real[b:], rng)
+            with torch.no_grad():
+                fake_frames = self._fake_frames(b, rng, device)
+                fake_video = self._fake(b, rng, device)
+        else:
+            b = real.shape[0]
+            real_video, real_frames = real, self.random_frames(real, rng)
+            with torch.no_grad():
+                fake_video = self._fake(b, rng, device)
+            fake_frames = self.random_frames(fake_video, rng)
         loss_di, di_real, di_fake = self._discriminator_step(
-            d_image,
-            optimizers["image_discriminator"],
-            self.random_frames(real, rng),
-            self.random_frames(fake, rng),
+            d_image, optimizers["image_discriminator"], real_frames, fake_frames
         )
         loss_dv, dv_real, dv_fake = self._discriminator_step(
-            d_video, optimizers["video_discriminator"], real, fake
+            d_video, optimizers["video_discriminator"], real_video, fake_video
         )
 
         self.discriminators.requires_grad_(False)
         try:
-            fake = self._fake(b, rng, real.device)
-            loss_g = _bce(d_image(self.random_frames(fake, rng)), 1.0) + _bce(d_video(fake), 1.0)
+            fake = self._fake(b, rng, device)
+            if self.config.sampling == "published":
+                frames = self._fake_frames(b, rng, device)
+            else:
+                frames = self.random_frames(fake, rng)
+            loss_g = _bce(d_image(frames), 1.0) + _bce(d_video(fake), 1.0)
             optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             optimizers["generator"].step()
@@ -371,6 +407,13 @@ class MoCoGANBackbone(nd.Backbone):
 
     default_temporal = "temporal.gru"
 
+    def __init__(self, config: MoCoGANConfig) -> None:
+        """Keep the config; with ``sampling = "published"`` the trainer loads two batches of
+        videos per step (D_V's, and the independent videos D_I's real frames come from)."""
+        super().__init__(config)
+        if config.sampling == "published":
+            self.batch_size = 2 * config.batch_size
+
     def temporal_spec(self) -> nd.TemporalSpec:
         """z_motion → one motion latent of the same size per frame; the paper's time grid."""
         shape = (self.config.motion_dim,)
@@ -380,6 +423,39 @@ class MoCoGANBackbone(nd.Backbone):
     def build(self, temporal: nd.TemporalGenerator) -> MoCoGAN:
         """MoCoGAN with ``temporal`` as its motion generator."""
         return MoCoGAN(self.config, temporal)
+
+    def published_temporal_options(
+        self, options: Mapping[str, Any], explicit: frozenset[str]
+    ) -> dict[str, Any]:
+        """At the ``paper`` preset, the paper's MoCoGAN dynamics: torch's default init
+        throughout and tanh; first order: the pre-ODE MLP 16→64→16 (LeakyReLU(0.2) after both
+        layers) for ``single`` and ``composed`` (hidden 16), no MLP and hidden 49 for
+        ``matched``; orders 2 and 3 and the SDE: no MLP, ``matched`` f of hidden 49 unless
+        another design is chosen, chain form, SDE step 2.5e-2; the adjoint."""
+        if self.config.preset != "paper" or "pre_mlp" not in options:
+            return {}
+        out: dict[str, Any] = {
+            "init": "torch_default",
+            "pre_mlp_init": "torch_default",
+            "encoder_init": "torch_default",
+            "activation": "tanh",
+            "form": "chain",
+        }
+        first_order = options.get("order") == 1
+        design = options.get("design")
+        if "design" not in explicit and not first_order:
+            design = out["design"] = "matched"
+        if first_order and design in ("single", "composed"):
+            out.update(pre_mlp=(64,), pre_mlp_final_activation=True)
+        else:
+            out["pre_mlp"] = ()
+        if design == "matched" and "pre_mlp" not in explicit:
+            out["hidden"] = 49  # the authors' "EQ" width (with no MLP)
+        if options.get("backend") in ("torchdiffeq", "torchsde"):
+            out["adjoint"] = True
+        if options.get("backend") == "torchsde":
+            out["dt"] = 2.5e-2
+        return out
 
 
 @nd.hookimpl

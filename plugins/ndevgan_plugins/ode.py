@@ -6,8 +6,8 @@ integrates on linspace(0, 1, 16), so frame 0 is z itself). Two forms of higher o
 - ``general``: x^(n) = f(t, x, x', …, x^(n-1)), integrated as the first-order system
   (x, x', …, x^(n-1)); x(0) = z and each initial derivative x^(i)(0) comes from its own learned
   encoder of z.
-- ``chain`` (the paper's code, REFERENCE.md §2, to reproduce its numbers): components
-  c_0 … c_{n-1}, each c_i(0) from its own learned encoder of z, dc_0/dt = f(c_0) and
+- ``chain`` (the paper's code, to reproduce its numbers): components c_0 … c_{n-1}, each
+  c_i(0) from its own linear encoder of z (after the pre-MLP, if any), dc_0/dt = f(c_0) and
   dc_i/dt = c_{i-1}; the frame latent is c_{n-1}. That is x^(n) = f(x^(n-1)).
 
 f is one of the paper's §4.1 designs (:mod:`ndevgan_core.fields`): ``single``, ``composed`` or
@@ -17,6 +17,7 @@ f is one of the paper's §4.1 designs (:mod:`ndevgan_core.fields`): ``single``, 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -30,6 +31,7 @@ from ndevgan_core.fields import (
     LatentInput,
     add_time_input,
     build_field_net,
+    initialise,
     latent_layout,
     match_reference_width,
     run_post_init_hooks,
@@ -72,11 +74,18 @@ class ODETemporal(nd.ODETemporalGenerator):
         self.order = config.order
         self.form = config.form
         self.time_input = config.time_input
-        self.input = LatentInput(config, spec)
-        encoders = config.order - 1 if config.form == "general" else config.order
+        # Chain form (the paper's code): every initial component has its own linear encoder
+        # of (MLP of) z, straight to the latent shape, so no shared input map is needed.
+        self.chain = config.order > 1 and config.form == "chain"
+        self.input = LatentInput(config, spec, encode=not self.chain)
         if config.order == 1:
             encoders = 0  # both forms are dx/dt = f(x), x(0) = z
-        self.initial = nn.ModuleList(self._encoder() for _ in range(encoders))
+        elif self.chain:
+            encoders = config.order
+        else:
+            encoders = config.order - 1
+        self.initial = nn.ModuleList(self._encoder(spec) for _ in range(encoders))
+        initialise(self.initial, config.encoder_init, config.init_gain)
         f_in = (config.order if config.form == "general" else 1) * self.width
         f_in += int(config.time_input)
 
@@ -87,7 +96,7 @@ class ODETemporal(nd.ODETemporalGenerator):
 
         hidden = None
         if config.design == "matched":
-            hidden = match_reference_width(
+            hidden = config.hidden or match_reference_width(
                 spec, name, nd.count_parameters(self), lambda h: nd.count_parameters(field(h))
             )
         self.hidden = hidden
@@ -96,7 +105,9 @@ class ODETemporal(nd.ODETemporalGenerator):
             **{f.name: getattr(config, f.name) for f in attrs.fields(nd.ODESolverOptions)}
         )
 
-    def _encoder(self) -> nn.Module:
+    def _encoder(self, spec: nd.TemporalSpec) -> nn.Module:
+        if self.chain:
+            return nn.Linear(math.prod(spec.input_shape), math.prod(spec.latent_shape))
         if self.feature_map:
             return nn.Conv2d(self.width, self.width, 1)
         return nn.Linear(self.width, self.width)
@@ -106,10 +117,11 @@ class ODETemporal(nd.ODETemporalGenerator):
         x = self.input(z)
         if self.order == 1:
             return x
-        if self.form == "general":
-            parts = [x, *(encode(x) for encode in self.initial)]
+        if self.chain:
+            shape = (x.shape[0], *self.spec.latent_shape)
+            parts = [encode(x).view(shape) for encode in reversed(self.initial)]
         else:
-            parts = [encode(x) for encode in reversed(self.initial)]
+            parts = [x, *(encode(x) for encode in self.initial)]
         return torch.cat(parts, dim=1)
 
     def drift(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,7 @@ class SDETemporal(nd.SDETemporalGenerator):
 
         hidden = None
         if config.design == "matched":
-            hidden = match_reference_width(
+            hidden = config.hidden or match_reference_width(
                 spec,
                 name,
                 nd.count_parameters(self),

@@ -1,9 +1,9 @@
 """TGAN (Saito, Matsumoto & Saito, ICCV 2017) as ndevgan's ``backbone.tgan``.
 
 Also registers TGAN's original temporal generator as ``temporal.conv1d``. Architecture and
-protocol as REFERENCE.md §3: the temporal generator G0 turns z ~ U(-1, 1)^100 into 16 frame
-latents with 1-D transposed convolutions; the image generator G1 renders each frame from
-(z, z_t); a 3-D convolutional critic scores videos; WGAN loss with singular value clipping
+protocol as the paper's code (docs/FIDELITY.md): the temporal generator G0 turns
+z ~ U(-1, 1)^100 into 16 frame latents with 1-D transposed convolutions; the image generator
+G1 renders each frame from (z, z_t); a 3-D convolutional critic scores videos; WGAN loss with singular value clipping
 every 5 iterations; RMSprop at 5e-5; batch 32. The ``tiny`` preset (32×32, narrower) trains on
 a CPU in minutes.
 """
@@ -11,6 +11,7 @@ a CPU in minutes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -31,6 +32,14 @@ class Conv1dTemporalConfig:
     """Options of TGAN's 1-D convolutional temporal generator."""
 
     channels: int = option(512, "width of the first layer; later layers halve it twice", positive)
+    bias: bool = option(
+        True, "a bias on every ConvTranspose1d, as the paper's code (false: on the last only)"
+    )
+    init: str = option(
+        "xavier_uniform",
+        "weights: xavier_uniform with gain √2 (the paper's code) or torch_default",
+        one_of("xavier_uniform", "torch_default"),
+    )
 
 
 class Conv1dTemporal(nd.TemporalGenerator):
@@ -57,16 +66,20 @@ class Conv1dTemporal(nd.TemporalGenerator):
         c = config.channels
         widths = [max(c // 2 ** min(i, 2), 1) for i in range(int(math.log2(frames)))]
         layers: list[nn.Module] = [
-            nn.ConvTranspose1d(dim, widths[0], 1, bias=False),
+            nn.ConvTranspose1d(dim, widths[0], 1, bias=config.bias),
             nn.BatchNorm1d(widths[0]),
             nn.ReLU(inplace=True),
         ]
         for i, width in enumerate(widths):
             last = i == len(widths) - 1
             out = dim if last else widths[i + 1]
-            layers.append(nn.ConvTranspose1d(width, out, 4, 2, 1, bias=last))
+            layers.append(nn.ConvTranspose1d(width, out, 4, 2, 1, bias=last or config.bias))
             layers += [nn.Tanh()] if last else [nn.BatchNorm1d(out), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)
+        if config.init == "xavier_uniform":
+            for layer in self.net:
+                if isinstance(layer, nn.ConvTranspose1d):
+                    nn.init.xavier_uniform_(layer.weight, gain=math.sqrt(2))
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(B, D) → (B, T, D) at the training grid."""
@@ -106,7 +119,25 @@ class TGANConfig:
     batch_size: int = option(32, "videos per batch", positive)
     lr: float = option(5e-5, "RMSprop learning rate of both networks", positive)
     clip_every: int = option(
-        5, "singular value clipping every N iterations (0: never)", non_negative
+        5,
+        "singular value clipping of the critic every N iterations, after the generator step "
+        "of iterations 0, N, 2N, … as the paper's code (0: never)",
+        non_negative,
+    )
+    gamma_clip: str = option(
+        "published",
+        "critic batch-norm γ clip: published (γ in [0.01·σ, σ], σ = √running_var, Chainer's "
+        "TGAN and the paper's code) or symmetric (|γ| ≤ √(running_var + eps))",
+        one_of("published", "symmetric"),
+    )
+    init: str = option(
+        "published",
+        "published (image G weights U(−0.01, 0.01), critic weights xavier-normal gain √2: "
+        "Chainer's TGAN and the paper's code) or torch_default",
+        one_of("published", "torch_default"),
+    )
+    critic_bias: bool = option(
+        True, "a bias on every Conv3d of the critic, as the paper's code (false: the first only)"
     )
 
     def __attrs_post_init__(self) -> None:
@@ -151,6 +182,10 @@ class ImageGenerator(nd.ImageGenerator):
             c //= 2
         layers += [nn.ConvTranspose2d(c, 3, 3, 1, 1), nn.Tanh()]
         self.up = nn.Sequential(*layers)
+        if config.init == "published":
+            for layer in self.modules():
+                if isinstance(layer, (nn.Linear, nn.ConvTranspose2d)):
+                    nn.init.uniform_(layer.weight, -0.01, 0.01)
 
     def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
@@ -174,13 +209,17 @@ class Critic(nn.Module):
         c_in, c = 3, config.d_channels
         n = int(math.log2(config.size // 4))
         for i in range(n):
-            layers.append(nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0))
+            layers.append(nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0 or config.critic_bias))
             if i > 0:
                 layers.append(nn.BatchNorm3d(c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
         self.features = nn.Sequential(*layers)
         self.score = nn.Conv3d(c_in, 1, (config.frames // 2**n, 4, 4))
+        if config.init == "published":
+            for layer in self.modules():
+                if isinstance(layer, nn.Conv3d):
+                    nn.init.xavier_normal_(layer.weight, gain=math.sqrt(2))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, 3, T, H, W) → scores (B,)."""
@@ -213,7 +252,8 @@ class TGAN(nd.VideoGAN):
         optimizers: dict[str, torch.optim.Optimizer],
         rng: torch.Generator,
     ) -> dict[str, float]:
-        """One critic step (then clipping every ``clip_every``) and one generator step."""
+        """One critic step, one generator step with fresh fakes, then (every ``clip_every``
+        iterations, from iteration 0 on, as the paper's code) singular value clipping."""
         g, d = self.generator, self.discriminators["video"]
         b = real.shape[0]
         with torch.no_grad():
@@ -223,8 +263,6 @@ class TGAN(nd.VideoGAN):
         optimizers["discriminator"].zero_grad(set_to_none=True)
         loss_d.backward()
         optimizers["discriminator"].step()
-        if self.config.clip_every and (step + 1) % self.config.clip_every == 0:
-            singular_value_clip(d)
 
         d.requires_grad_(False)
         try:
@@ -234,6 +272,9 @@ class TGAN(nd.VideoGAN):
             optimizers["generator"].step()
         finally:
             d.requires_grad_(True)
+        if self.config.clip_every and step % self.config.clip_every == 0:
+            floor = 0.01 if self.config.gamma_clip == "published" else None
+            singular_value_clip(d, gamma_floor=floor)
         return {
             "loss_d": loss_d.item(),
             "loss_g": loss_g.item(),
@@ -256,6 +297,34 @@ class TGANBackbone(nd.Backbone):
     def build(self, temporal: nd.TemporalGenerator) -> TGAN:
         """TGAN with ``temporal`` as its temporal generator."""
         return TGAN(self.config, temporal)
+
+    def published_temporal_options(
+        self, options: Mapping[str, Any], explicit: frozenset[str]
+    ) -> dict[str, Any]:
+        """At the ``paper`` preset, the paper's TGAN dynamics (its ``linear=True`` models):
+        the pre-ODE MLP 100→512→512→512→100 with LeakyReLU(0.2) after every layer, xavier
+        (gain √2) weights for the MLP, f and the encoders, tanh, the chain form for orders 2
+        and 3, the adjoint, SDE step 2.5e-2, and the authors' hidden width 978 for the
+        first-order ``matched`` f."""
+        if self.config.preset != "paper" or "pre_mlp" not in options:
+            return {}
+        out: dict[str, Any] = {
+            "pre_mlp": (512, 512, 512),
+            "pre_mlp_final_activation": True,
+            "pre_mlp_init": "xavier_uniform",
+            "init": "xavier_uniform",
+            "encoder_init": "xavier_uniform",
+            "activation": "tanh",
+            "form": "chain",
+        }
+        first_order_matched = options.get("design") == "matched" and options.get("order") == 1
+        if first_order_matched and "pre_mlp" not in explicit:  # the "EQ" width, with the MLP
+            out["hidden"] = 978
+        if options.get("backend") in ("torchdiffeq", "torchsde"):
+            out["adjoint"] = True
+        if options.get("backend") == "torchsde":
+            out["dt"] = 2.5e-2
+        return out
 
 
 @nd.hookimpl

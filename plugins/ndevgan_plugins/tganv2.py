@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -92,13 +92,26 @@ class ConvLSTMTemporalConfig:
 
     layers: int = option(1, "stacked ConvLSTM layers (the paper: 1)", positive)
     kernel_size: int = option(3, "kernel of the gate convolutions (odd)", _odd)
+    init: str = option(
+        "lecun_normal",
+        "weights of fc and the gates: lecun_normal with zero biases (tgan2's Chainer release) "
+        "or torch_default (torch's default for its two convolutions, input and hidden, as the "
+        "paper's code; TGANv2's paper preset sets it)",
+        one_of("lecun_normal", "torch_default"),
+    )
 
 
 class ConvLSTMCell(nn.Module):
     """One ConvLSTM step: gates (i, f, o, g) = conv(concat(x, h)); c' = σ(f)·c + σ(i)·tanh(g);
     h' = σ(o)·tanh(c'). No peepholes."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        kernel_size: int = 3,
+        init: str = "lecun_normal",
+    ) -> None:
         super().__init__()
         self.hidden_channels = hidden_channels
         self.gates = nn.Conv2d(
@@ -107,13 +120,24 @@ class ConvLSTMCell(nn.Module):
             kernel_size,
             padding=kernel_size // 2,
         )
-        # As the release's two convolutions (input with bias, hidden without): each half of the
-        # weight LeCun-normal for its own fan-in, the bias zero.
+        # As two convolutions, input (with the bias) and hidden (without), each initialised for
+        # its own fan-in: LeCun-normal and a zero bias (Chainer), or torch's default
+        # U(±1/√fan_in) for weights and bias (the paper's code).
         k2 = kernel_size * kernel_size
         with torch.no_grad():
-            _lecun_normal(self.gates.weight[:, :in_channels], in_channels * k2)
-            _lecun_normal(self.gates.weight[:, in_channels:], hidden_channels * k2)
-            self.gates.bias.zero_()
+            for part, fan_in in (
+                (self.gates.weight[:, :in_channels], in_channels * k2),
+                (self.gates.weight[:, in_channels:], hidden_channels * k2),
+            ):
+                if init == "lecun_normal":
+                    _lecun_normal(part, fan_in)
+                else:
+                    part.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+            if init == "lecun_normal":
+                self.gates.bias.zero_()
+            else:
+                bound = 1 / math.sqrt(in_channels * k2)
+                self.gates.bias.uniform_(-bound, bound)
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
@@ -149,11 +173,13 @@ class ConvLSTMTemporal(nd.TemporalGenerator):
         channels = spec.latent_shape[0]
         n_in = math.prod(spec.input_shape)
         self.fc = nn.Linear(n_in, math.prod(spec.latent_shape))
-        with torch.no_grad():
-            _lecun_normal(self.fc.weight, n_in)
-            self.fc.bias.zero_()
+        if config.init == "lecun_normal":
+            with torch.no_grad():
+                _lecun_normal(self.fc.weight, n_in)
+                self.fc.bias.zero_()
         self.cells = nn.ModuleList(
-            ConvLSTMCell(channels, channels, config.kernel_size) for _ in range(config.layers)
+            ConvLSTMCell(channels, channels, config.kernel_size, config.init)
+            for _ in range(config.layers)
         )
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -236,7 +262,11 @@ class TGANv2Config:
     )
     levels: int = option(4, "render levels (each doubles the size)", positive)
     frame_subsample: tuple[int, ...] = option(
-        (2, 2, 2), "training: keep every f-th frame between consecutive levels", _factors
+        (4, 4, 4),
+        "training: keep every f-th frame between consecutive levels, from a random offset "
+        "below min(f, frames): [4, 4, 4] the paper's code (16→4→1→1 frames), [2, 2, 2] tgan2's "
+        "release (16→8→4→2)",
+        _factors,
     )
     batch_reduction: bool = option(
         False,
@@ -261,6 +291,23 @@ class TGANv2Config:
         "R1 over a batch: sum (the release: λ·Σ‖∇D‖², grows with the batch) or mean (λ·E‖∇D‖²)",
         one_of("sum", "mean"),
     )
+    update: str = option(
+        "alternating",
+        "alternating (the paper's code: a D step, then a G step on fresh fakes scored by the "
+        "updated D) or simultaneous (tgan2's release: both from one forward pass)",
+        one_of("alternating", "simultaneous"),
+    )
+    d_final_relu: bool = option(
+        False,
+        "a ReLU before each discriminator's sum pooling (tgan2's release; the paper's code: none)",
+    )
+    init: str = option(
+        "published",
+        "published (the paper's code: block convolutions xavier-uniform, gain √2, shortcuts and "
+        "D's linear gain 1, biases and render heads at torch's default) or chainer (tgan2's "
+        "release: the same xavier gains with zero biases, render heads LeCun-normal)",
+        one_of("published", "chainer"),
+    )
 
     def __attrs_post_init__(self) -> None:
         expected = self.base_size * 2 ** (self.levels + 2)
@@ -274,13 +321,15 @@ class TGANv2Config:
                 f"frame_subsample: expected {self.levels - 1} factors (one between each pair of "
                 f"the {self.levels} levels), got {list(self.frame_subsample)}"
             )
-        kept = math.prod(self.frame_subsample)
-        if self.frames % kept:
-            raise ConfigError(
-                f"frames: the levels keep 1 frame in {kept} (frame_subsample "
-                f"{list(self.frame_subsample)}), so frames must be a multiple of {kept}; got "
-                f"{self.frames}"
-            )
+        frames = self.frames
+        for f in self.frame_subsample:
+            if frames % min(f, frames):
+                raise ConfigError(
+                    f"frames: a level of {frames} frames cannot keep 1 frame in {f} evenly "
+                    f"(frame_subsample {list(self.frame_subsample)}, frames {self.frames}); "
+                    "use factors that divide each level's frame count"
+                )
+            frames //= min(f, frames)
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
             raise ConfigError(
                 f"beta1/beta2: expected numbers in [0, 1), got {self.beta1}, {self.beta2}"
@@ -293,10 +342,10 @@ class TGANv2Config:
 
     @property
     def level_frames(self) -> tuple[int, ...]:
-        """Frames of each level's training video (the paper: 16, 8, 4, 2)."""
+        """Frames of each level's training video (the paper's code: 16, 4, 1, 1)."""
         frames = [self.frames]
         for f in self.frame_subsample:
-            frames.append(frames[-1] // f)
+            frames.append(frames[-1] // min(f, frames[-1]))
         return tuple(frames)
 
 
@@ -304,9 +353,9 @@ class TGANv2Config:
 # The image generator
 
 
-def _glorot(conv: nn.Module, gain: float = 1.0) -> None:
+def _glorot(conv: nn.Module, gain: float = 1.0, zero_bias: bool = True) -> None:
     nn.init.xavier_uniform_(conv.weight, gain=gain)
-    if conv.bias is not None:
+    if zero_bias and conv.bias is not None:
         nn.init.zeros_(conv.bias)
 
 
@@ -314,16 +363,16 @@ class UpBlock(nn.Module):
     """A residual up block: BN → ReLU → nearest ×2 → conv3 → BN → ReLU → conv3, plus a 1×1
     convolution of the upsampled input (computed before upsampling: the same thing)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, zero_bias: bool = True) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1)
-        _glorot(self.conv1, math.sqrt(2))
-        _glorot(self.conv2, math.sqrt(2))
-        _glorot(self.skip)
+        _glorot(self.conv1, math.sqrt(2), zero_bias)
+        _glorot(self.conv2, math.sqrt(2), zero_bias)
+        _glorot(self.skip, 1.0, zero_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) → (N, C_out, 2H, 2W)."""
@@ -335,13 +384,14 @@ class UpBlock(nn.Module):
 class RenderHead(nn.Module):
     """BN → ReLU → conv3 to RGB → tanh."""
 
-    def __init__(self, in_channels: int, out_channels: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int = 3, lecun: bool = True) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(in_channels)
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        with torch.no_grad():
-            _lecun_normal(self.conv.weight, in_channels * 9)
-            self.conv.bias.zero_()
+        if lecun:
+            with torch.no_grad():
+                _lecun_normal(self.conv.weight, in_channels * 9)
+                self.conv.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) → (N, 3, H, W) in [-1, 1]."""
@@ -354,11 +404,13 @@ def subsample_frames(
     """Keep every ``factor``-th frame along ``dim``, each video from its own random offset.
 
     Video i keeps frames o_i, o_i + f, … with o_i uniform in [0, f) drawn from ``rng`` (on the
-    CPU); the frame count must be a multiple of ``factor``.
+    CPU), where f = min(``factor``, frames) — so a video of fewer than ``factor`` frames keeps
+    one, as the paper's code — and the frame count must be a multiple of f.
     """
+    b, t = x.shape[0], x.shape[dim]
+    factor = min(factor, t)
     if factor == 1:
         return x
-    b, t = x.shape[0], x.shape[dim]
     offsets = torch.randint(factor, (b,), generator=rng)
     index = (offsets[:, None] + factor * torch.arange(t // factor)).to(x.device)
     rows = torch.arange(b, device=x.device)[:, None]
@@ -379,13 +431,16 @@ class TGANv2ImageGenerator(nd.ImageGenerator):
         super().__init__()
         self.config = config
         ch = config.g_channels
+        chainer = config.init == "chainer"
         widths = [config.clstm_channels, 16 * ch, 8 * ch, 4 * ch]
-        self.blocks = nn.ModuleList(UpBlock(a, b) for a, b in itertools.pairwise(widths))
+        self.blocks = nn.ModuleList(UpBlock(a, b, chainer) for a, b in itertools.pairwise(widths))
         level_widths = [4 * ch]
         for k in range(1, config.levels):
             level_widths.append(max(4 * ch // 2**k, ch))
-        self.sub_blocks = nn.ModuleList(UpBlock(a, b) for a, b in itertools.pairwise(level_widths))
-        self.heads = nn.ModuleList(RenderHead(w) for w in level_widths)
+        self.sub_blocks = nn.ModuleList(
+            UpBlock(a, b, chainer) for a, b in itertools.pairwise(level_widths)
+        )
+        self.heads = nn.ModuleList(RenderHead(w, lecun=chainer) for w in level_widths)
 
     def _base(self, latents: torch.Tensor) -> torch.Tensor:
         h = latents.reshape(-1, *latents.shape[2:])
@@ -430,12 +485,19 @@ class TGANv2ImageGenerator(nd.ImageGenerator):
 
 
 def _halve(x: torch.Tensor, time: bool) -> torch.Tensor:
-    """Average-pool by 2 along each axis (time only if ``time``) whose extent is > 1, rounding
-    up: an odd extent's last window averages the single position it covers."""
+    """Average-pool by 2 along each axis (time only if ``time``) whose extent is > 1; an odd
+    extent is first zero-padded by one on both sides (the paper's code and tgan2), so 3 → 2
+    with windows (0, x0) and (x1, x2)."""
     kernel = tuple(2 if n > 1 and (axis > 0 or time) else 1 for axis, n in enumerate(x.shape[2:]))
     if kernel == (1, 1, 1):
         return x
-    return F.avg_pool3d(x, kernel, kernel, ceil_mode=True)
+    pad: list[int] = []
+    for k, n in reversed(list(zip(kernel, x.shape[2:], strict=True))):
+        p = 1 if k == 2 and n % 2 else 0
+        pad += [p, p]
+    if any(pad):
+        x = F.pad(x, pad)
+    return F.avg_pool3d(x, kernel, kernel)
 
 
 class DBlock(nn.Module):
@@ -446,16 +508,18 @@ class DBlock(nn.Module):
     shortcut conv1³ → pool.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, first: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, first: bool = False, zero_bias: bool = True
+    ) -> None:
         super().__init__()
         self.first = first
         hidden = out_channels if first else in_channels
         self.conv1 = nn.Conv3d(in_channels, hidden, 3, padding=1)
         self.conv2 = nn.Conv3d(hidden, out_channels, 3, padding=1)
         self.skip = nn.Conv3d(in_channels, out_channels, 1)
-        _glorot(self.conv1, math.sqrt(2))
-        _glorot(self.conv2, math.sqrt(2))
-        _glorot(self.skip)
+        _glorot(self.conv1, math.sqrt(2), zero_bias)
+        _glorot(self.conv2, math.sqrt(2), zero_bias)
+        _glorot(self.skip, 1.0, zero_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, T, H, W) → (B, C_out, ⌈T/2⌉ or T, ⌈H/2⌉, ⌈W/2⌉)."""
@@ -468,21 +532,31 @@ class DBlock(nn.Module):
 
 class VideoDiscriminator(nn.Module):
     """One level's 3-D ResNet: blocks of c, 2c, 4c, 8c, 16c channels (64 … 1024 in the paper),
-    ReLU, sum pooling over the remaining positions and Linear(16c → 1). Any input size."""
+    an optional ReLU (``final_relu``, tgan2), sum pooling over the remaining positions and
+    Linear(16c → 1). Any input size."""
 
-    def __init__(self, channels: int = 64, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        channels: int = 64,
+        in_channels: int = 3,
+        final_relu: bool = False,
+        zero_bias: bool = False,
+    ) -> None:
         super().__init__()
         widths = [channels * 2**i for i in range(5)]
-        blocks = [DBlock(in_channels, widths[0], first=True)]
-        blocks += [DBlock(a, b) for a, b in itertools.pairwise(widths)]
+        blocks = [DBlock(in_channels, widths[0], first=True, zero_bias=zero_bias)]
+        blocks += [DBlock(a, b, zero_bias=zero_bias) for a, b in itertools.pairwise(widths)]
         self.blocks = nn.Sequential(*blocks)
         self.linear = nn.Linear(widths[-1], 1)
-        _glorot(self.linear)
+        self.final_relu = final_relu
+        _glorot(self.linear, 1.0, zero_bias)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, 3, T, H, W) → scores (B,)."""
-        h = F.relu(self.blocks(video)).sum(dim=(2, 3, 4))
-        return self.linear(h).squeeze(1)
+        h = self.blocks(video)
+        if self.final_relu:
+            h = F.relu(h)
+        return self.linear(h.sum(dim=(2, 3, 4))).squeeze(1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -521,7 +595,14 @@ class TGANv2(nd.VideoGAN):
             temporal, TGANv2ImageGenerator(config), (config.z_dim,), "uniform"
         )
         self.discriminators = nn.ModuleDict(
-            {f"level{k}": VideoDiscriminator(config.d_channels) for k in range(config.levels)}
+            {
+                f"level{k}": VideoDiscriminator(
+                    config.d_channels,
+                    final_relu=config.d_final_relu,
+                    zero_bias=config.init == "chainer",
+                )
+                for k in range(config.levels)
+            }
         )
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -551,6 +632,17 @@ class TGANv2(nd.VideoGAN):
         latents = g.temporal(z, t, **kwargs)
         return g.image.render_levels(latents, rng)
 
+    @staticmethod
+    def _take_step(
+        optimizer: torch.optim.Optimizer,
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor | None],
+    ) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        for p, grad in zip(params, grads, strict=True):
+            p.grad = grad
+        optimizer.step()
+
     def real_levels(self, real: torch.Tensor, rng: torch.Generator) -> list[torch.Tensor]:
         """Real videos (B, C, T, H, W) at the top size → one batch per level, lowest first:
         frames (and, with batch reduction, videos) subsampled as the fakes are, then each
@@ -573,7 +665,9 @@ class TGANv2(nd.VideoGAN):
         optimizers: dict[str, torch.optim.Optimizer],
         rng: torch.Generator,
     ) -> dict[str, float]:
-        """One simultaneous G and D update from one forward pass (as the release)."""
+        """One G and D update: ``alternating`` (the paper's code) takes a D step on fakes
+        drawn without gradients, then a G step on fresh fakes scored by the updated D;
+        ``simultaneous`` (tgan2's release) takes both from one forward pass."""
         c = self.config
         lr = self.learning_rate(step)
         for opt in optimizers.values():
@@ -581,7 +675,13 @@ class TGANv2(nd.VideoGAN):
                 group["lr"] = lr
         g = self.generator
         discs = list(self.discriminators.values())
-        fakes = self.generate_levels(g.sample_z(real.shape[0], rng, real.device), rng)
+        b = real.shape[0]
+        alternating = c.update == "alternating"
+        if alternating:
+            with torch.no_grad():
+                fakes = self.generate_levels(g.sample_z(b, rng, real.device), rng)
+        else:
+            fakes = self.generate_levels(g.sample_z(b, rng, real.device), rng)
         reals = self.real_levels(real, rng)
         use_r1 = c.r1_weight > 0 and step % c.r1_every == 0
         if use_r1:
@@ -589,7 +689,6 @@ class TGANv2(nd.VideoGAN):
         d_real = [d(x) for d, x in zip(discs, reals, strict=True)]
         d_fake = [d(x) for d, x in zip(discs, fakes, strict=True)]
         all_real, all_fake = torch.cat(d_real), torch.cat(d_fake)
-        loss_g = F.softplus(-all_fake).mean()
         loss_d = F.softplus(-all_real).mean() + F.softplus(all_fake).mean()
         if use_r1:
             r1 = r1_penalty(d_real, reals, c.r1_weight, c.r1_reduction) * c.r1_every
@@ -598,17 +697,25 @@ class TGANv2(nd.VideoGAN):
 
         g_params = [p for p in g.parameters() if p.requires_grad]
         d_params = [p for p in self.discriminators.parameters() if p.requires_grad]
-        g_grads = torch.autograd.grad(loss_g, g_params, retain_graph=True, allow_unused=True)
-        # Only D's part of the graph is walked: the fakes' graph through G is not revisited.
-        d_grads = torch.autograd.grad(loss_d + r1, d_params, allow_unused=True)
-        for params, grads, name in (
-            (g_params, g_grads, "generator"),
-            (d_params, d_grads, "discriminator"),
-        ):
-            optimizers[name].zero_grad(set_to_none=True)
-            for p, grad in zip(params, grads, strict=True):
-                p.grad = grad
-            optimizers[name].step()
+        if alternating:
+            d_grads = torch.autograd.grad(loss_d + r1, d_params, allow_unused=True)
+            self._take_step(optimizers["discriminator"], d_params, d_grads)
+            self.discriminators.requires_grad_(False)
+            try:
+                fakes = self.generate_levels(g.sample_z(b, rng, real.device), rng)
+                all_fake_g = torch.cat([d(x) for d, x in zip(discs, fakes, strict=True)])
+                loss_g = F.softplus(-all_fake_g).mean()
+                g_grads = torch.autograd.grad(loss_g, g_params, allow_unused=True)
+            finally:
+                self.discriminators.requires_grad_(True)
+            self._take_step(optimizers["generator"], g_params, g_grads)
+        else:
+            loss_g = F.softplus(-all_fake).mean()
+            g_grads = torch.autograd.grad(loss_g, g_params, retain_graph=True, allow_unused=True)
+            # Only D's part of the graph is walked: the fakes' graph through G is not revisited.
+            d_grads = torch.autograd.grad(loss_d + r1, d_params, allow_unused=True)
+            self._take_step(optimizers["generator"], g_params, g_grads)
+            self._take_step(optimizers["discriminator"], d_params, d_grads)
 
         metrics = {
             "loss_d": loss_d.item(),
@@ -638,6 +745,33 @@ class TGANv2Backbone(nd.Backbone):
     def build(self, temporal: nd.TemporalGenerator) -> TGANv2:
         """TGANv2 with ``temporal`` as its temporal generator."""
         return TGANv2(self.config, temporal)
+
+    def published_temporal_options(
+        self, options: Mapping[str, Any], explicit: frozenset[str]
+    ) -> dict[str, Any]:
+        """At the ``paper`` preset, the paper's TGANv2 code: the ConvLSTM and fc at torch's
+        default init; ODE: no pre-MLP, f = Conv2d(1024, 1024, 3) + LeakyReLU(0.2) (xavier,
+        gain √2; a composed f ends with the nonlinearity too), orders 2–3 in chain form with
+        ReLU and each initial component a Linear(256 → 1024·3·3) of z; SDE: drift and
+        diffusion conv + ReLU, step 5e-2; the adjoint."""
+        if self.config.preset != "paper":
+            return {}
+        if "pre_mlp" not in options:
+            return {"init": "torch_default"} if "layers" in options else {}
+        out: dict[str, Any] = {
+            "pre_mlp": (),
+            "init": "xavier_uniform",
+            "encoder_init": "torch_default",
+            "form": "chain",
+            "final_activation": True,
+        }
+        order = options.get("order")
+        out["activation"] = "leaky_relu" if order == 1 else "relu"
+        if options.get("backend") in ("torchdiffeq", "torchsde"):
+            out["adjoint"] = True
+        if options.get("backend") == "torchsde":
+            out["dt"] = 5e-2
+        return out
 
 
 @nd.hookimpl

@@ -97,16 +97,24 @@ def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def cli_raw_config(
+    config_file: str | None, plugins: Sequence[str], overrides: Sequence[str]
+) -> dict[str, Any]:
+    """Merge the demo base (when no file is given), the file, --plugin and --set (unchecked)."""
+    from .runconfig import demo_config, raw_config
+
+    naming_backbone = any(p.startswith("backbone.") for p in plugins)
+    base = None if config_file or naming_backbone else demo_config()
+    return raw_config(config_file, plugins, overrides, base=base)
+
+
 def resolve_cli_config(
     config_file: str | None, plugins: Sequence[str], overrides: Sequence[str], registry: Registry
 ) -> Any:
     """Merge the demo base (when no file is given), the file, --plugin and --set; validate."""
-    from .runconfig import demo_config, raw_config, resolve
+    from .runconfig import resolve
 
-    naming_backbone = any(p.startswith("backbone.") for p in plugins)
-    base = None if config_file or naming_backbone else demo_config()
-    raw = raw_config(config_file, plugins, overrides, base=base)
-    return resolve(raw, registry)
+    return resolve(cli_raw_config(config_file, plugins, overrides), registry)
 
 
 @cli.command()
@@ -348,12 +356,15 @@ def info(
     overrides: tuple[str, ...],
     show_temporals: bool,
 ) -> None:
-    """Print the parameter count of each module of the GAN a config builds, and of every
-    temporal generator (each order and f design) the backbone could use instead."""
-    from .runconfig import assemble
+    """Print the parameter count of each module of the GAN a config builds, the temporal
+    generator's resolved options, and every temporal generator (each order and f design) the
+    backbone could use instead, with the options of the config file and --set applied."""
+    from .config import config_to_dict
+    from .runconfig import assemble, resolve
 
     registry = _registry()
-    config = resolve_cli_config(config_file, plugins, overrides, registry)
+    raw = cli_raw_config(config_file, plugins, overrides)
+    config = resolve(raw, registry)
     import torch
 
     with torch.device("meta"):  # counting needs shapes only: paper-size TGANv2 is 0.8 GB
@@ -373,14 +384,32 @@ def info(
     disc = sum(n for k, n in counts.items() if k.startswith("discriminator."))
     click.echo(f"  {'generator (total)'.ljust(width)}  {gen:>12,}")
     click.echo(f"  {'discriminators (total)'.ljust(width)}  {disc:>12,}")
+    options = config_to_dict(config.components[p.temporal])
+    click.echo(f"{p.temporal} as it would train (unset options: the backbone's published values):")
+    click.echo("  " + " ".join(f"{k}={_toml_text(v)}" for k, v in options.items()))
     if show_temporals:
-        _echo_temporal_variants(parts.backbone, registry)
+        user = {
+            f"temporal.{short}": section
+            for short, section in raw.get("temporal", {}).items()
+            if isinstance(section, dict)
+        }
+        _echo_temporal_variants(parts.backbone, registry, user)
 
 
-def _echo_temporal_variants(backbone: Any, registry: Registry) -> None:
+def _toml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "none"
+    return str(value).replace(" ", "")
+
+
+def _echo_temporal_variants(
+    backbone: Any, registry: Registry, user: dict[str, dict[str, Any]]
+) -> None:
     from .runconfig import temporal_variants
 
-    variants = temporal_variants(backbone, registry)  # built on the meta device
+    variants = temporal_variants(backbone, registry, user)  # built on the meta device
     reference = backbone.temporal_spec().reference_params
     title = "temporal generators this backbone can use (trainable parameters"
     if reference is not None:

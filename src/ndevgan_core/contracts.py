@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -361,6 +361,21 @@ class Backbone(abc.ABC):
     @abc.abstractmethod
     def build(self, temporal: TemporalGenerator) -> VideoGAN:
         """Assemble the GAN around ``temporal``."""
+
+    def published_temporal_options(
+        self, options: Mapping[str, Any], explicit: frozenset[str]
+    ) -> dict[str, Any]:
+        """Option values with which a temporal plugin builds the authors' published model on
+        this backbone (their pre-ODE MLP, initialisation, form, adjoint, step, widths).
+
+        ``options`` are the plugin's options as its own defaults and the user's choices make
+        them (keys: the plugin's option names, e.g. those of
+        :class:`~ndevgan_core.fields.FieldOptions` and the solver options); ``explicit`` names
+        the ones the user set. The result is applied to the options the user did not set;
+        keys the plugin does not have are ignored. The default, and a backbone's CPU presets,
+        return nothing: the plugin's own defaults stand.
+        """
+        return {}
 
 
 def count_parameters(module: nn.Module) -> int:

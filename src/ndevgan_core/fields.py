@@ -39,6 +39,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 """Nonlinearities by name (``leaky_relu`` has slope 0.2, as in the paper's code)."""
 
 DESIGNS = ("single", "composed", "matched")
+INITS = ("xavier_uniform", "xavier_uniform_zero_bias", "torch_default")
 
 
 def make_activation(name: str) -> nn.Module:
@@ -69,24 +70,52 @@ class FieldOptions:
         "chosen to match the backbone's original temporal generator's parameter count)",
         one_of(*DESIGNS),
     )
-    hidden: int = option(0, "composed: hidden width (0: the latent's width)", non_negative)
+    hidden: int = option(
+        0,
+        "composed: hidden width (0: the latent's width); matched: the width to use (0: solved "
+        "so the temporal generator matches the original's parameter count; the paper presets "
+        "set the authors' width, TGAN 978 and MoCoGAN 49)",
+        non_negative,
+    )
     activation: str = option(
         "auto",
         "nonlinearity of f (auto: tanh on vectors, leaky_relu on feature maps)",
         one_of("auto", *ACTIVATIONS),
     )
+    final_activation: bool = option(
+        False,
+        "composed/matched: end f with the nonlinearity too (the paper's TGANv2 code does)",
+    )
     init: str = option(
         "xavier_uniform",
-        "weight init of f's layers (biases start at 0)",
-        one_of("xavier_uniform", "torch_default"),
+        "weight init of f's layers: xavier_uniform (weights; biases keep torch's default, as "
+        "the paper's code), xavier_uniform_zero_bias, or torch_default (the paper's MoCoGAN)",
+        one_of(*INITS),
     )
-    init_gain: float = option(math.sqrt(2), "gain of the xavier_uniform init", positive)
+    init_gain: float = option(
+        math.sqrt(2), "gain of every xavier_uniform init (f, pre-MLP, encoders)", positive
+    )
     kernel_size: int = option(3, "feature-map latents: kernel of f's convolutions", positive)
     pre_mlp: tuple[int, ...] = option(
         (),
-        "hidden widths of an MLP applied to z before the dynamics (the paper's code: "
-        "[512, 512, 512] for TGAN, [64] for MoCoGAN; empty: none)",
+        "hidden widths of an MLP applied to z before the dynamics, LeakyReLU(0.2) between "
+        "layers (the paper presets: [512, 512, 512] on TGAN, [64] on MoCoGAN; empty: none)",
         _widths,
+    )
+    pre_mlp_final_activation: bool = option(
+        False, "a LeakyReLU(0.2) after the pre-MLP's last layer too (the paper's code: true)"
+    )
+    pre_mlp_init: str = option(
+        "torch_default",
+        "weight init of the pre-MLP: xavier_uniform (gain init_gain; the paper's TGAN) or "
+        "torch_default",
+        one_of("xavier_uniform", "torch_default"),
+    )
+    encoder_init: str = option(
+        "torch_default",
+        "weight init of the encoders of initial components (orders 2-3): xavier_uniform (the "
+        "paper's TGAN) or torch_default",
+        one_of("xavier_uniform", "torch_default"),
     )
     time_input: bool = option(False, "f also sees t (non-autonomous); the paper: false")
 
@@ -108,13 +137,16 @@ def _layer(options: FieldOptions, n_in: int, n_out: int, feature_map: bool) -> n
     return nn.Linear(n_in, n_out)
 
 
-def _initialise(options: FieldOptions, net: nn.Module) -> None:
-    if options.init != "xavier_uniform":
+def initialise(net: nn.Module, init: str, gain: float = math.sqrt(2)) -> None:
+    """Initialise every Linear/Conv2d of ``net``: ``xavier_uniform`` sets the weights (gain
+    ``gain``) and leaves the biases at torch's default, as the paper's code does;
+    ``xavier_uniform_zero_bias`` also zeroes the biases; ``torch_default`` changes nothing."""
+    if init == "torch_default":
         return
     for layer in net.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(layer.weight, gain=options.init_gain)
-            if layer.bias is not None:
+            nn.init.xavier_uniform_(layer.weight, gain=gain)
+            if init == "xavier_uniform_zero_bias" and layer.bias is not None:
                 nn.init.zeros_(layer.bias)
 
 
@@ -146,22 +178,24 @@ def build_field_net(
             make_activation(act),
             _layer(options, width, n_out, feature_map),
         ]
-        if final_activation:
+        if final_activation or options.final_activation:
             layers.append(make_activation(act))
         net = nn.Sequential(*layers)
-    _initialise(options, net)
+    initialise(net, options.init, options.init_gain)
     return net
 
 
-def build_mlp(sizes: Sequence[int], activation: str = "leaky_relu") -> nn.Module:
-    """Linear layers through ``sizes`` with the nonlinearity between them (not after the last);
-    the identity when there are no hidden sizes to pass through."""
+def build_mlp(
+    sizes: Sequence[int], activation: str = "leaky_relu", final_activation: bool = False
+) -> nn.Module:
+    """Linear layers through ``sizes`` with the nonlinearity between them (and after the last
+    too with ``final_activation``); the identity when there are no hidden sizes."""
     if len(sizes) < 3:
         return nn.Identity()
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
+        if i < len(sizes) - 2 or final_activation:
             layers.append(make_activation(activation))
     return nn.Sequential(*layers)
 
@@ -207,20 +241,29 @@ def latent_layout(spec: TemporalSpec, plugin: str) -> tuple[bool, int]:
 
 
 class LatentInput(nn.Module):
-    """z → the initial frame latent: the optional pre-ODE MLP, then a linear map when the
-    backbone's input and latent shapes differ (identity otherwise)."""
+    """z → the initial frame latent: the optional pre-ODE MLP, then (with ``encode``) a linear
+    map when the backbone's input and latent shapes differ (identity otherwise)."""
 
-    def __init__(self, options: FieldOptions, spec: TemporalSpec) -> None:
+    def __init__(self, options: FieldOptions, spec: TemporalSpec, encode: bool = True) -> None:
         super().__init__()
         n_in = math.prod(spec.input_shape)
         self.latent_shape = spec.latent_shape
-        self.pre = build_mlp([n_in, *options.pre_mlp, n_in])
+        self.pre = build_mlp(
+            [n_in, *options.pre_mlp, n_in],
+            final_activation=options.pre_mlp_final_activation,
+        )
+        initialise(self.pre, options.pre_mlp_init, options.init_gain)
         same = tuple(spec.input_shape) == tuple(spec.latent_shape)
-        self.encoder = nn.Identity() if same else nn.Linear(n_in, math.prod(spec.latent_shape))
+        self.encode = encode
+        self.encoder = (
+            nn.Identity() if same or not encode else nn.Linear(n_in, math.prod(spec.latent_shape))
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, *input_shape) → (B, *latent_shape)."""
+        """(B, *input_shape) → (B, *latent_shape); without ``encode``, (B, n_in) after the MLP."""
         x = self.encoder(self.pre(z.flatten(1)))
+        if not self.encode:
+            return x
         return x.view(x.shape[0], *self.latent_shape)
 
 

@@ -17,12 +17,16 @@ def wgan_generator_loss(d_fake: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def singular_value_clip(module: nn.Module, max_value: float = 1.0) -> None:
+def singular_value_clip(
+    module: nn.Module, max_value: float = 1.0, gamma_floor: float | None = 0.01
+) -> None:
     """Singular value clipping (TGAN): keep every layer of ``module`` 1-Lipschitz.
 
     Each convolution or linear weight, reshaped to (out, rest), has its singular values
-    clipped to ``max_value``. Each batch-norm layer's scale is clipped so that
-    |gamma| / sqrt(running_var + eps) <= ``max_value``.
+    clipped to ``max_value``. Each batch-norm layer's scale γ is clipped, per channel, to
+    ``[gamma_floor · σ, max_value · σ]`` with σ = √running_var (no eps): the rule of TGAN's
+    Chainer updater and the paper's code (``gamma_floor = 0.01``). ``gamma_floor = None``
+    clips symmetrically, |γ| ≤ max_value · √(running_var + eps).
     """
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -34,5 +38,10 @@ def singular_value_clip(module: nn.Module, max_value: float = 1.0) -> None:
         elif isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.affine:
             if layer.running_var is None:
                 continue
-            limit = max_value * torch.sqrt(layer.running_var + layer.eps)
-            layer.weight.copy_(layer.weight.clamp(min=-limit, max=limit))
+            if gamma_floor is None:
+                limit = max_value * torch.sqrt(layer.running_var + layer.eps)
+                layer.weight.copy_(layer.weight.clamp(min=-limit, max=limit))
+            else:
+                sigma = torch.sqrt(layer.running_var)
+                gamma = torch.maximum(layer.weight, gamma_floor * sigma)
+                layer.weight.copy_(torch.minimum(gamma, max_value * sigma))

@@ -194,12 +194,12 @@ def resolve(raw: Mapping[str, Any], registry: Registry) -> ResolvedConfig:
     components[backbone.name] = build_config(
         backbone.config_class, options(backbone.name), backbone.name
     )
+    built_backbone: Backbone = backbone.factory(components[backbone.name])
     if not plugins.temporal:
-        factory_backbone = backbone.factory(components[backbone.name])
-        plugins = attrs.evolve(plugins, temporal=factory_backbone.default_temporal)
-    for name, kind in [(plugins.temporal, "temporal"), (plugins.dataset, "dataset")] + [
-        (n, "logger") for n in plugins.loggers
-    ]:
+        plugins = attrs.evolve(plugins, temporal=built_backbone.default_temporal)
+    temporal = registry.get(plugins.temporal, "temporal")
+    components[temporal.name] = temporal_config(built_backbone, temporal, options(temporal.name))
+    for name, kind in [(plugins.dataset, "dataset")] + [(n, "logger") for n in plugins.loggers]:
         comp = registry.get(name, kind)
         components[comp.name] = build_config(comp.config_class, options(comp.name), comp.name)
     for kind in KINDS:
@@ -214,6 +214,19 @@ def resolve(raw: Mapping[str, Any], registry: Registry) -> ResolvedConfig:
                 hint = close_matches(name, registry.names())
                 raise ConfigError(f"section [{name}] configures an unknown plugin.{hint}")
     return ResolvedConfig(run=run, plugins=plugins, components=components)
+
+
+def temporal_config(backbone: Backbone, component: Any, user: Mapping[str, Any]) -> Any:
+    """The config of temporal plugin ``component`` on ``backbone``: the user's options, and
+    for every option the user left unset, the backbone's published value where it has one
+    (:meth:`Backbone.published_temporal_options`), else the plugin's default."""
+    base = build_config(component.config_class, user, component.name)
+    published = backbone.published_temporal_options(config_to_dict(base), frozenset(user))
+    names = {f.name for f in attrs.fields(component.config_class)}
+    extra = {k: v for k, v in published.items() if k in names and k not in user}
+    if not extra:
+        return base
+    return build_config(component.config_class, {**extra, **user}, component.name)
 
 
 @attrs.frozen
@@ -256,9 +269,17 @@ VARIANT_AXES = ("order", "design")
 """Config fields whose choices :func:`temporal_variants` enumerates (when a plugin has them)."""
 
 
-def temporal_variants(backbone: Backbone, registry: Registry) -> list[TemporalVariant]:
+def temporal_variants(
+    backbone: Backbone,
+    registry: Registry,
+    user_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[TemporalVariant]:
     """Every installed temporal plugin, at each choice of its ``order`` and ``design`` options
     (the paper's ablation axes), built for ``backbone`` on the meta device to count parameters.
+
+    ``user_options`` maps a plugin's name to the options the user set for it (a config file's
+    section, ``--set``); they apply to every variant of that plugin except on the axes, and
+    the backbone's published values fill the rest (:func:`temporal_config`).
     """
     import torch
 
@@ -273,10 +294,11 @@ def temporal_variants(backbone: Backbone, registry: Registry) -> list[TemporalVa
             for key in VARIANT_AXES
             if key in fields and hasattr(fields[key].validator, "choices")
         }
+        user = dict((user_options or {}).get(comp.name, {}))
         for combo in itertools.product(*axes.values()):
             options = dict(zip(axes, combo, strict=True))
             try:
-                config = build_config(comp.config_class, options, comp.name)
+                config = temporal_config(backbone, comp, {**user, **options})
                 with torch.device("meta"):
                     module = registry.create(comp.name, config, spec)
             except NdevganError as exc:
