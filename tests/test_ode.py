@@ -54,7 +54,7 @@ def test_single_design_is_one_linear_plus_tanh_with_xavier_init():
     b = layers[0].bias
     assert b.abs().max() <= 0.1 and torch.count_nonzero(b) == 100
     zero = make(init="xavier_uniform_zero_bias")
-    assert torch.count_nonzero(list(zero.field)[0].bias) == 0
+    assert torch.count_nonzero(zero.field[0].bias) == 0
 
 
 def test_composed_design_parameter_count():
