@@ -107,7 +107,8 @@ class C3D(nn.Module):
     extraction gives; our choice where the original code is ambiguous).
 
     Dropout follows ``self.training`` as usual, so an ``eval()`` network scores without it.
-    ``dropout_compat=True`` keeps both dropouts active even in eval mode, reproducing the bug
+    ``dropout_compat=True`` keeps both dropouts active even in eval mode (and ``fc7`` is then
+    taken after dropout 7, as the paper's FID code read it), reproducing the bug
     of the TGAN/paper scoring code (REFERENCE.md §7) for comparison with published numbers;
     with it, ``fc7`` is perturbed by dropout 6 and ``logits`` by both dropouts.
 
@@ -148,8 +149,12 @@ class C3D(nn.Module):
         h = F.relu(self.fc6(pool5.flatten(1)))
         h = F.dropout(h, 0.5, training=drop)
         fc7 = F.relu(self.fc7(h))
-        logits = self.fc8(F.dropout(fc7, 0.5, training=drop))
-        return {"fc7": fc7, "logits": logits, "probs": logits.softmax(dim=1)}
+        dropped = F.dropout(fc7, 0.5, training=drop)
+        logits = self.fc8(dropped)
+        # The paper's FID code read fc7 after ReLU *and* dropout 7 (dropout was on): with
+        # dropout_compat the FID features are those; otherwise fc7 after its ReLU.
+        features = dropped if self.dropout_compat else fc7
+        return {"fc7": features, "logits": logits, "probs": logits.softmax(dim=1)}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the network on preprocessed clips (see :func:`preprocess`).

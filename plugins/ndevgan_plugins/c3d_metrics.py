@@ -196,7 +196,8 @@ class C3DClassifier(nd.VideoClassifier):
         self.register_buffer("mean", mean.float().clone(), persistent=False)
         self.num_classes = num_classes
         self.feature_size = int(state["fc7.weight"].shape[0])
-        self.weights_id = weights_id
+        # dropout changes the features: real-data statistics are cached per setting
+        self.weights_id = weights_id + ("-dropout" if dropout_compat else "")
         self.eval()
 
     def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
