@@ -198,3 +198,17 @@ def test_uint8_batches_are_normalised_like_float_ones():
     assert out.min() >= -1 and out.max() <= 127 / 128
     floats = torch.rand(2, 3, 4, 5, 6) * 2 - 1
     assert normalise_videos(floats) is floats
+
+
+def test_batch_sampler_passes_the_epoch_to_datasets_that_ask_for_it():
+    from ndevgan_core.trainer import ResumableBatchSampler
+
+    plain = iter(ResumableBatchSampler(8, 4, seed=0))
+    marked = iter(ResumableBatchSampler(8, 4, seed=0, epoch_indices=True))
+    first = [next(plain) + next(plain) for _ in range(3)]
+    second = [next(marked) + next(marked) for _ in range(3)]
+    for epoch, (a, b) in enumerate(zip(first, second, strict=True)):
+        assert sorted(a) == list(range(8))  # the same permutation ...
+        assert b == [i + 8 * epoch for i in a]  # ... with the epoch added
+    resumed = iter(ResumableBatchSampler(8, 4, seed=0, start_step=3, epoch_indices=True))
+    assert next(resumed) == second[1][4:]

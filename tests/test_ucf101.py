@@ -217,15 +217,33 @@ def test_stored_frames_equal_the_resized_decode(db64, tree):
         source = tree / "UCF-101" / db.videos[vid].source
         expected = store.decode_video(source, 64, 85)
         assert np.array_equal(db.read_video(vid), expected)  # lossless storage
-    # and the resize is libswscale's bicubic of the full frame
-    import av
+    assert store.read_meta(db64)["resize"] == store.RESIZES["cv2-cubic"]
 
+
+def test_cv2_cubic_matches_opencv_inter_cubic_on_decoded_frames(db64, tree):
+    import av
+    import cv2  # the dev extra's reference (opencv-python-headless)
+
+    db = store.Database(db64)
     with av.open(str(tree / "UCF-101" / db.videos[0].source)) as c:
-        first = next(c.decode(video=0))
-        full = first.to_ndarray(format="rgb24")
-        small = store.resize_frame(first, 64, 85)
-    assert small.shape == (64, 85, 3)
-    assert abs(small.astype(float).mean() - full.astype(float).mean()) < 3
+        frames = [f for _, f in zip(range(4), c.decode(video=0))]
+    worst = 0
+    for frame in frames:
+        rgb = frame.to_ndarray(format="rgb24")
+        for height, width in ((64, 85), (192, 256), (100, 30)):
+            ours = store.resize_frame(frame, height, width)
+            ref = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC)
+            worst = max(worst, int(np.abs(ours.astype(int) - ref.astype(int)).max()))
+    assert worst <= 1
+    # antialiased is another filter: on fine detail it is far from OpenCV's
+    noise = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(noise, format="rgb24")
+    sharp = store.resize_frame(frame, 64, 85, "cv2-cubic")
+    smooth = store.resize_frame(frame, 64, 85, "antialiased")
+    ref = cv2.resize(noise, (85, 64), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(sharp.astype(int) - ref.astype(int)).max() <= 1
+    assert np.abs(smooth.astype(float) - ref).mean() > 10
+    assert smooth.std() < 0.5 * sharp.std()  # antialiasing removes the high frequencies
 
 
 def test_zlib_codec_stores_the_same_frames(tree, db64, tmp_path):
@@ -378,6 +396,8 @@ def test_interrupted_prepare_resumes_without_redoing_videos(tree, db64, tmp_path
     assert "holds an interrupted prepare; continue it with --resume" in result.output
     result = cli_prepare(tree, db, "--size", "32", "--resume")
     assert result.exit_code == 1 and "started with other options (height 64 → 32" in result.output
+    result = cli_prepare(tree, db, "--resize", "antialiased", "--resume")
+    assert result.exit_code == 1 and "started with other options (resize" in result.output
 
     result = cli_prepare(tree, db, "--resume")
     assert result.exit_code == 0, result.output
@@ -415,9 +435,18 @@ def test_clips_are_the_protocol_crop_of_the_decoded_frames(db64, tree):
             decoded[vid] = store.decode_video(tree / "UCF-101" / rec.source, 64, 85)
         expected = decoded[vid][first : first + 16, :, 10:74]
         assert np.array_equal(to_uint8(video), expected)
-    # item i is a fixed clip; variants of one video cover its offsets (stratified)
+    # fresh offsets (the default, as the paper's code): the trainer passes i + epoch·len, and
+    # each epoch draws a new uniformly random start of the same video; a draw is repeatable
+    assert ds.epoch_indices
     assert torch.equal(ds[5]["video"], ds[5]["video"])
-    firsts = {ds.placement(3 + 12 * r)[0] for r in range(32)}
+    assert ds.video_of(5) == ds.video_of(5 % len(ds))
+    firsts = {ds.placement(3, draw=e)[0] for e in range(64)}
+    assert len(firsts) >= 20 and min(firsts) <= 1 and max(firsts) >= 23
+    assert torch.equal(ds[3 + 2 * len(ds)]["video"], ds.clip(3, draw=2)["video"])
+    # fixed offsets: item i is a fixed clip; variants of one video cover its offsets
+    fixed = UCF101Dataset(UCF101Config(path=str(db64), offsets="fixed"), spec())
+    assert not fixed.epoch_indices
+    firsts = {fixed.placement(3 + 12 * r)[0] for r in range(32)}
     assert len(firsts) >= 20 and min(firsts) <= 1 and max(firsts) >= 23
 
 

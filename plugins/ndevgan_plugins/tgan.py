@@ -4,8 +4,8 @@ Also registers TGAN's original temporal generator as ``temporal.conv1d``. Archit
 protocol as the paper's code (docs/FIDELITY.md): the temporal generator G0 turns
 z ~ U(-1, 1)^100 into 16 frame latents with 1-D transposed convolutions; the image generator
 G1 renders each frame from (z, z_t); a 3-D convolutional critic scores videos; WGAN loss with
-singular value clipping every 5 iterations; RMSprop at 5e-5; batch 32. The ``tiny`` preset (32×32, narrower) trains on
-a CPU in minutes.
+singular value clipping every 5 iterations; RMSprop at 5e-5; batch 32. The ``tiny`` preset
+(32×32, narrower) trains on a CPU in minutes.
 """
 
 from __future__ import annotations

@@ -11,14 +11,15 @@ Prepare once, from the official archive unpacked (``UCF-101/<Class>/v_*.avi`` an
 then train from it: ``ndevgan run --plugin dataset.ucf101 --set dataset.ucf101.path=…``.
 The format and the prepare pipeline live in :mod:`ndevgan_plugins.ucf101_store`.
 
-**Items.** An epoch holds ``clips_per_video`` clips of each stored video (long enough for a
-clip): item ``i`` is video ``i mod V``, variant ``i // V``. Variant ``r`` starts at a random
-offset inside the ``r``-th of ``clips_per_video`` equal strata of the possible offsets, and its
-flip and (``crop = "random"``) x offset are drawn too — all from a hash of (``seed``, ``i``).
-So item ``i`` is the same clip in every process: with 0 or N DataLoader workers, fork or
-spawn, across torchrun ranks (DistributedSampler) and after a resume; the trainer's shuffled
-sampler supplies the variety. :meth:`UCF101Dataset.clip` takes an explicit ``draw`` for loops
-that want new offsets every epoch.
+**Items.** An epoch holds ``clips_per_video`` draws of each stored video (long enough for a
+clip): item ``i`` is video ``i mod V``. With ``offsets = "fresh"`` (the default, as the paper's
+code) every draw starts at a uniformly random frame, new in every epoch (the trainer passes the
+epoch with the index: :attr:`~ndevgan_core.contracts.VideoDataset.epoch_indices`); with
+``"fixed"``, variant ``r = i // V`` starts at a random offset inside the ``r``-th of
+``clips_per_video`` equal strata and item ``i`` is the same clip in every epoch. Offsets,
+flips and (``crop = "random"``) x offsets come from a hash of (``seed``, ``i``, epoch), so a
+draw is the same in every process: with 0 or N DataLoader workers, fork or spawn, across
+torchrun ranks and after a resume.
 
 **Protocol.** Clips are ``frames`` consecutive frames (every ``stride``-th), the width
 centre-cropped to the backbone's (64×85 → columns [10:74]; 192×256 → [32:224]), normalised
@@ -79,8 +80,15 @@ class UCF101Config:
         "256 at 192 px); random: a random x offset per clip (TGANv2)",
         one_of("protocol", "random"),
     )
+    offsets: str = option(
+        "fresh",
+        "fresh (the paper's code: every draw of a video takes a new uniformly random first "
+        "frame, a new one each epoch) or fixed (item i is always the same clip; offsets "
+        "stratified over clips_per_video variants)",
+        one_of("fresh", "fixed"),
+    )
     clips_per_video: int = option(
-        32, "clips of each video per epoch (stratified offsets; len = videos × this)", positive
+        32, "draws of each video per epoch (len = videos × this)", positive
     )
     seed: int = option(0, "seed of offsets, flips and crops (item i is a fixed clip)", non_negative)
     uint8: bool = option(
@@ -111,6 +119,7 @@ class UCF101Dataset(nd.VideoDataset):
 
     def __init__(self, config: UCF101Config, spec: nd.VideoSpec, *, as_uint8: bool = False) -> None:
         self.config = config
+        self.epoch_indices = config.offsets == "fresh"
         self.as_uint8 = as_uint8
         where = "dataset.ucf101.path"
         self.db = store.Database(config.path, what=where)
@@ -162,10 +171,13 @@ class UCF101Dataset(nd.VideoDataset):
         variant = index // len(self.video_ids)
         h = _mix(self.config.seed, index, draw)
         offsets = int(self.video_frames[pos]) - self.span + 1
-        per = self.config.clips_per_video
-        lo = variant * offsets // per  # variant r draws from the r-th of `per` strata
-        hi = max((variant + 1) * offsets // per, lo + 1)
-        first = min(lo + h % (hi - lo), offsets - 1)
+        if self.config.offsets == "fresh":
+            first = h % offsets  # uniform over every start, new for each (index, draw)
+        else:
+            per = self.config.clips_per_video
+            lo = variant * offsets // per  # variant r draws from the r-th of `per` strata
+            hi = max((variant + 1) * offsets // per, lo + 1)
+            first = min(lo + h % (hi - lo), offsets - 1)
         h = _splitmix(h)
         if self.config.crop == "random":
             x0 = int(h % (self.db.width - self.crop_width + 1))
@@ -206,7 +218,9 @@ class UCF101Dataset(nd.VideoDataset):
         return {"video": video.permute(3, 0, 1, 2), "label": label}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.clip(int(index))
+        # with fresh offsets the trainer passes i + epoch·len: item i, draw `epoch`
+        draw, index = divmod(int(index), len(self)) if self.epoch_indices else (0, int(index))
+        return self.clip(index, draw)
 
     def frame(self, index: int, draw: int = 0) -> torch.Tensor:
         """One random frame of item ``index``'s video, float (3, H, W) in [-1, 1].
@@ -316,6 +330,14 @@ def prepare_group() -> None:
 @click.option(
     "--level", type=click.IntRange(1, 9), default=1, show_default=True, help="zlib level."
 )
+@click.option(
+    "--resize",
+    type=click.Choice(tuple(store.RESIZES)),
+    default="cv2-cubic",
+    show_default=True,
+    help="cv2-cubic: OpenCV's INTER_CUBIC, not antialiased, as the paper's code prepared "
+    "UCF101; antialiased: libswscale bicubic (less aliasing, not the authors' data).",
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (<out>.partial).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing database at --out.")
 @click.option(
@@ -339,6 +361,7 @@ def prepare_ucf101(
     min_frames: int,
     codec: str,
     level: int,
+    resize: str,
     resume: bool,
     overwrite: bool,
     map_size: int,
@@ -347,7 +370,7 @@ def prepare_ucf101(
 ) -> None:
     """Decode UCF101 once into an LMDB database of resized frames.
 
-    Videos are decoded in parallel, resized bicubic to SIZE×round(SIZE·4/3) and stored
+    Videos are decoded in parallel, resized bicubic (--resize) to SIZE×round(SIZE·4/3) and stored
     losslessly, each frame once. A missing, unreadable, truncated or too short video is
     skipped and listed at the end; the run succeeds if at least one video was written. The
     database appears at --out only when complete; Ctrl-C leaves OUT.partial, which --resume
@@ -360,6 +383,7 @@ def prepare_ucf101(
         split=split,
         subset=subset,
         size=size,
+        resize=resize,
         workers=workers,
         min_frames=min_frames,
         codec=codec,

@@ -16,11 +16,17 @@ record, keys in ASCII:
     Frame 34 of video 12: RGB ``uint8`` H×W×3 in row-major order, stored once, losslessly —
     ``raw`` bytes, or ``zlib`` of those bytes (see ``--codec``).
 
-Frames are decoded with PyAV and resized with libswscale's bicubic filter (SWS_BICUBIC with
-accurate rounding and bit-exact mode, so the result does not depend on the CPU's SIMD paths).
-When shrinking, swscale widens the kernel by the scale factor, i.e. the resize is
-antialiased (OpenCV's INTER_CUBIC, which some reference code uses, is not). The stored width
-is ``round(height·4/3)`` (64 → 85, 192 → 256: REFERENCE.md §6).
+Frames are decoded with PyAV to RGB and resized bicubic by one of two methods (``--resize``):
+
+- ``cv2-cubic`` (the default): OpenCV's ``INTER_CUBIC`` as the paper's code and tgan2 used
+  it — a = −0.75, half-pixel centres, replicated borders, 11-bit fixed-point weights, and
+  **not antialiased** (each output pixel reads 4×4 source pixels whatever the scale). Written
+  here in numpy; within one grey level of OpenCV (tested against opencv-python-headless).
+- ``antialiased``: libswscale's SWS_BICUBIC (accurate rounding, bit-exact), which widens the
+  kernel by the scale factor when shrinking — less aliasing, but not the authors' data.
+
+The stored width is ``round(height·4/3)`` (64 → 85, 192 → 256, as the authors' 320×240 →
+85×64 and 256×192).
 
 This module imports neither torch nor ndevgan_core at import time (a decode worker needs
 only PyAV, numpy and lmdb); errors meant for the user are
@@ -30,6 +36,7 @@ only PyAV, numpy and lmdb); errors meant for the user are
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -58,7 +65,11 @@ PARTIAL_SUFFIX = ".partial"
 STOP_AFTER_ENV = "NDEVGAN_PREPARE_STOP_AFTER"
 """Testing hook: stop ``prepare`` as if interrupted after this many videos were written."""
 
-RESIZE = "bicubic (libswscale SWS_BICUBIC, accurate rounding, bit-exact; antialiased)"
+RESIZES = {
+    "cv2-cubic": "bicubic as OpenCV's INTER_CUBIC (a = -0.75, fixed point; not antialiased)",
+    "antialiased": "bicubic (libswscale SWS_BICUBIC, accurate rounding, bit-exact; antialiased)",
+}
+"""The resize methods of ``prepare`` and what the meta record says of each."""
 SKIP_REASONS = (
     "missing",
     "unreadable",
@@ -281,19 +292,61 @@ def _interpolation() -> Any:
     return Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
 
 
-def resize_frame(frame: Any, height: int, width: int, interpolation: Any = None) -> np.ndarray:
-    """A decoded ``av.VideoFrame`` as RGB ``uint8`` (height, width, 3), resized bicubic.
+def _cubic_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices (dst, 4) and fixed-point weights (dst, 4) of OpenCV's INTER_CUBIC along
+    one axis: centres ``(d + 0.5)·src/dst − 0.5`` in float32, Keys' kernel with a = −0.75,
+    weights rounded at scale 2^11, indices clamped to the edge (replicated border)."""
+    scale = src / dst
+    x = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+    x0 = np.floor(x)
+    f = x - x0
+    a, one = np.float32(-0.75), np.float32(1.0)
+    w0 = ((a * (f + one) - 5 * a) * (f + one) + 8 * a) * (f + one) - 4 * a
+    w1 = ((a + 2) * f - (a + 3)) * f * f + one
+    w2 = ((a + 2) * (one - f) - (a + 3)) * (one - f) * (one - f) + one
+    w3 = one - w0 - w1 - w2
+    weights = np.rint(np.stack([w0, w1, w2, w3], axis=1) * 2048).astype(np.int64)
+    index = np.clip(x0.astype(np.int64)[:, None] + np.arange(-1, 3), 0, src - 1)
+    return index, weights
+
+
+@functools.lru_cache(maxsize=16)
+def _cubic_matrix(src: int, dst: int) -> np.ndarray:
+    """The weights of :func:`_cubic_table` as a dense (dst, src) matrix (float64: every product
+    and sum of the integer pipeline stays exact)."""
+    index, weights = _cubic_table(src, dst)
+    matrix = np.zeros((dst, src))
+    np.add.at(matrix, (np.repeat(np.arange(dst)[:, None], 4, axis=1), index), weights)
+    return matrix
+
+
+def cv2_cubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize ``uint8`` (H, W, C) to (height, width, C) as OpenCV's ``INTER_CUBIC`` does:
+    a horizontal then a vertical pass in integers, rounded once at the end (2^22)."""
+    planes = image.astype(np.float64).transpose(2, 0, 1)
+    rows = planes @ _cubic_matrix(image.shape[1], width).T
+    out = (_cubic_matrix(image.shape[0], height) @ rows).astype(np.int64)
+    return np.clip((out + (1 << 21)) >> 22, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def resize_frame(frame: Any, height: int, width: int, resize: str = "cv2-cubic") -> np.ndarray:
+    """A decoded ``av.VideoFrame`` as RGB ``uint8`` (height, width, 3), resized bicubic by
+    ``resize`` (:data:`RESIZES`).
 
     The one resize function of the project: ``prepare`` stores its output, and the tests and
     the benchmark's direct-decode baseline call it too.
     """
-    flags = interpolation if interpolation is not None else _interpolation()
+    if resize == "cv2-cubic":
+        return cv2_cubic(frame.to_ndarray(format="rgb24"), height, width)
+    flags = _interpolation()
     out = frame.reformat(width=width, height=height, format="rgb24", interpolation=flags)
     return out.to_ndarray()
 
 
-def decode_video(path: str | Path, height: int, width: int) -> np.ndarray:
-    """All frames of a video, resized: ``uint8`` (T, height, width, 3).
+def decode_video(
+    path: str | Path, height: int, width: int, resize: str = "cv2-cubic"
+) -> np.ndarray:
+    """All frames of a video, resized by ``resize``: ``uint8`` (T, height, width, 3).
 
     Raises :class:`VideoError`: ``missing`` (no file), ``unreadable`` (not a video, no frame
     decodes), ``truncated`` (decoding fails part-way, or yields fewer frames than the header
@@ -304,7 +357,6 @@ def decode_video(path: str | Path, height: int, width: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise VideoError("missing", "no such file")
-    flags = _interpolation()
     frames: list[np.ndarray] = []
     try:
         container = av.open(str(path))
@@ -317,7 +369,7 @@ def decode_video(path: str | Path, height: int, width: int) -> np.ndarray:
         expected = int(stream.frames or 0)
         try:
             for frame in container.decode(stream):
-                frames.append(resize_frame(frame, height, width, flags))
+                frames.append(resize_frame(frame, height, width, resize))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             if not frames:
                 raise VideoError("unreadable", _short(exc)) from None
@@ -360,6 +412,7 @@ class Task:
     codec: str
     level: int
     min_frames: int
+    resize: str = "cv2-cubic"
 
 
 def process_video(task: Task) -> tuple[int, list[bytes] | None, str, str]:
@@ -369,7 +422,7 @@ def process_video(task: Task) -> tuple[int, list[bytes] | None, str, str]:
     caught here, so one strange file never stops a run.
     """
     try:
-        video = decode_video(task.path, task.height, task.width)
+        video = decode_video(task.path, task.height, task.width, task.resize)
         if len(video) < task.min_frames:
             raise VideoError("too short", f"{len(video)} frames, fewer than {task.min_frames}")
         return task.position, [encode_frame(f, task.codec, task.level) for f in video], "", ""
@@ -558,6 +611,7 @@ class PrepareOptions:
     split: int = 1
     subset: str = "train"
     size: int = 64
+    resize: str = "cv2-cubic"
     workers: int = 0
     min_frames: int = 16
     codec: str = "raw"
@@ -638,7 +692,7 @@ def canonical_command(opts: PrepareOptions, layout: Layout, out: Path) -> str:
         "ndevgan data prepare ucf101",
         f"--root {shlex.quote(str(layout.root))}",
         f"--splits {shlex.quote(str(layout.splits))}",
-        f"--split {opts.split} --subset {opts.subset} --size {opts.size}",
+        f"--split {opts.split} --subset {opts.subset} --size {opts.size} --resize {opts.resize}",
         f"--min-frames {opts.min_frames} --codec {opts.codec}",
     ]
     if opts.codec == "zlib":
@@ -649,7 +703,17 @@ def canonical_command(opts: PrepareOptions, layout: Layout, out: Path) -> str:
     return " ".join(parts)
 
 
-_IDENTITY = ("split", "subset", "height", "width", "codec", "level", "min_frames", "limit")
+_IDENTITY = (
+    "split",
+    "subset",
+    "height",
+    "width",
+    "codec",
+    "level",
+    "min_frames",
+    "limit",
+    "resize",
+)
 
 
 def partial_path(out: str | Path) -> Path:
@@ -716,6 +780,7 @@ def prepare(opts: PrepareOptions, argv: Iterable[str] | None = None) -> PrepareR
         "level": opts.level if opts.codec == "zlib" else 0,
         "min_frames": opts.min_frames,
         "limit": opts.limit,
+        "resize": RESIZES[opts.resize],
     }
     frame_bytes = height * width * 3
     map_size = opts.map_size or max(1 << 30, len(items) * 400 * frame_bytes)
@@ -774,7 +839,6 @@ def _prepare_into(
                 **identity,
                 "pixel_format": "rgb24",
                 "layout": "uint8 rows×cols×RGB, row-major",
-                "resize": RESIZE,
                 "class_names": list(layout.class_names),
                 "source_root": str(layout.root),
                 "splits_dir": str(layout.splits),
@@ -806,7 +870,7 @@ def _prepare_into(
         processed = 0
         start = time.perf_counter()
         tasks = (
-            Task(i, str(p), height, width, opts.codec, opts.level, opts.min_frames)
+            Task(i, str(p), height, width, opts.codec, opts.level, opts.min_frames, opts.resize)
             for i, (_, p) in enumerate(todo)
         )
         try:

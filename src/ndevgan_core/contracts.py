@@ -407,6 +407,10 @@ class VideoDataset(torch.utils.data.Dataset, abc.ABC):
 
     spec: VideoSpec
     class_names: tuple[str, ...]
+    epoch_indices: bool = False
+    """When true, the trainer asks for item ``i + e·len(self)`` in epoch ``e`` (item ``i``,
+    draw ``e``), so a dataset can draw a new clip of the same video every epoch while staying
+    deterministic and resumable."""
 
     @abc.abstractmethod
     def __len__(self) -> int:

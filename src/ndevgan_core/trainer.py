@@ -61,7 +61,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
     Epoch ``e`` is a permutation drawn from a generator seeded with ``(seed, e)``; step ``s``
     takes the ``s``-th full batch of that sequence. Starting at any step reproduces exactly
-    the batches an uninterrupted run would have seen, with no sampler state to save.
+    the batches an uninterrupted run would have seen, with no sampler state to save. With
+    ``epoch_indices`` (a dataset's :attr:`~ndevgan_core.contracts.VideoDataset.epoch_indices`)
+    epoch ``e`` yields ``i + e·length``, so the dataset can draw a new clip in every epoch.
 
     With ``world_size`` processes, ``batch_size`` is the global batch and process ``rank``
     gets rows ``[rank·b, (rank+1)·b)`` of it, ``b = batch_size / world_size``: the same data
@@ -76,6 +78,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         start_step: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        epoch_indices: bool = False,
     ) -> None:
         if length < batch_size:
             raise ConfigError(
@@ -90,12 +93,14 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.start_step = start_step
         self.per_epoch = length // batch_size
+        self.epoch_indices = epoch_indices
         share = batch_size // world_size
         self._rows = slice(rank * share, (rank + 1) * share)
 
     def _epoch(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.length, generator=g)
+        perm = torch.randperm(self.length, generator=g)
+        return perm + epoch * self.length if self.epoch_indices else perm
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step
@@ -345,6 +350,7 @@ class Trainer:
             self.step,
             rank=self.rank,
             world_size=self.world_size,
+            epoch_indices=getattr(self.dataset, "epoch_indices", False),
         )
         return DataLoader(
             self.dataset,
