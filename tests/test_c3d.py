@@ -124,6 +124,24 @@ def test_preprocess_mean_crop() -> None:
     assert out[0, 0, 0, 0, -1] == -140.0
 
 
+def test_tganv2_preprocessing_is_tgan2s_pipeline() -> None:
+    mean = torch.arange(171, dtype=torch.float32).expand(MEAN_SHAPE).clone()
+    out = preprocess(-torch.ones(1, 3, 16, 64, 64), mean, "tganv2")
+    assert tuple(out.shape) == (1, 3, 16, 112, 112)
+    # x·128 (no +128 before the bias), then + 128 − mean[:, :, 8:120, 8:120]: columns 8 … 119
+    assert out[0, 0, 0, 0, 0] == -8.0 and out[0, 0, 0, 0, -1] == -119.0
+    # bilinear with aligned corners, straight to 112: a horizontal ramp stays a ramp whose ends
+    # are the input's ends; red lands in BGR channel 2
+    ramp = torch.linspace(-1, 1, 64).expand(1, 3, 16, 64, 64).clone()
+    ramp[:, 1:] = -1
+    out = preprocess(ramp, torch.zeros(MEAN_SHAPE), "tganv2")
+    expected = torch.linspace(-128, 128, 112) + 128
+    torch.testing.assert_close(out[0, 2, 0, 5], expected, atol=1e-3, rtol=0)
+    torch.testing.assert_close(out[0, :2], torch.zeros_like(out[0, :2]))
+    with pytest.raises(ConfigError, match="full mean clip"):
+        preprocess(ramp, torch.zeros(3, 16, 128, 128), "tganv2")
+
+
 def test_preprocess_rejects_bad_input() -> None:
     with pytest.raises(ConfigError, match="16"):
         preprocess(torch.zeros(1, 3, 8, 64, 64), torch.zeros(MEAN_SHAPE))
@@ -164,6 +182,14 @@ def test_npz_round_trip_and_torch_file(tmp_path: Path) -> None:
     for k in state:
         assert torch.equal(state2[k], state[k])
     assert torch.equal(mean2, mean_t)
+    # the file records its preprocessing, and the classifier built from it uses that
+    from ndevgan_plugins.c3d import c3d_preprocessing
+    from ndevgan_plugins.c3d_metrics import load_classifier
+
+    save_c3d(tmp_path / "c3d_v2.pt", state, mean_t, preprocessing="tganv2")
+    assert c3d_preprocessing(tmp_path / "c3d.pt") == "tgan"
+    assert c3d_preprocessing(tmp_path / "c3d_v2.pt") == "tganv2"
+    assert load_classifier(tmp_path / "c3d_v2.pt").preprocessing == "tganv2"
 
 
 def test_npz_missing_key_and_wrong_shape(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "C3D",
     "C3D_SHAPES",
     "MEAN_SHAPE",
+    "c3d_preprocessing",
     "feature_stats",
     "fid_from_features",
     "frechet_distance",
@@ -50,6 +51,7 @@ __all__ = [
     "load_c3d",
     "load_chainer_npz",
     "preprocess",
+    "preprocess_tganv2",
     "save_c3d",
 ]
 
@@ -184,10 +186,18 @@ def _crop_mean(mean: torch.Tensor) -> torch.Tensor:
     )
 
 
-def preprocess(videos: torch.Tensor, mean: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Turn generated videos into C3D input clips, as TGANv2's evaluation does.
+PREPROCESSING = ("tgan", "tganv2")
+"""C3D input pipelines: ``tgan`` (TGAN v1's and the paper's code) and ``tganv2`` (tgan2's)."""
 
-    Steps, in order:
+
+def preprocess(
+    videos: torch.Tensor, mean: torch.Tensor | np.ndarray, style: str = "tgan"
+) -> torch.Tensor:
+    """Turn generated videos into C3D input clips, as TGAN v1's and the paper's code do
+    (``style = "tgan"``, to 1e-4 of the paper's code) or as tgan2's own scoring does
+    (``style = "tganv2"``: :func:`preprocess_tganv2`).
+
+    Steps of ``tgan``, in order:
 
     1. ``x * 128 + 128``: [-1, 1] → [0, 256] pixel scale (no clamping, as the original).
     2. Each frame resized to 128×128 with bicubic interpolation (``align_corners=False``;
@@ -200,6 +210,7 @@ def preprocess(videos: torch.Tensor, mean: torch.Tensor | np.ndarray) -> torch.T
     Args:
         videos: float tensor (B, 3, 16, H, W), RGB in [-1, 1].
         mean: the mean clip (full or cropped), BGR.
+        style: ``tgan`` or ``tganv2`` (:data:`PREPROCESSING`).
 
     Returns:
         float32 tensor (B, 3, 16, 112, 112) on the device of ``videos``.
@@ -208,6 +219,10 @@ def preprocess(videos: torch.Tensor, mean: torch.Tensor | np.ndarray) -> torch.T
         raise ConfigError(
             f"C3D preprocessing expects videos (B, 3, 16, H, W); got {tuple(videos.shape)}"
         )
+    if style == "tganv2":
+        return preprocess_tganv2(videos, mean)
+    if style != "tgan":
+        raise ConfigError(f"C3D preprocessing: expected one of {PREPROCESSING}, got {style!r}")
     b, c, t, h, w = videos.shape
     x = videos.float() * 128.0 + 128.0
     if (h, w) != (128, 128):
@@ -218,6 +233,31 @@ def preprocess(videos: torch.Tensor, mean: torch.Tensor | np.ndarray) -> torch.T
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
     x = x - _crop_mean(mean_t)
     return x[..., 8:120, 8:120].contiguous()
+
+
+def preprocess_tganv2(videos: torch.Tensor, mean: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """C3D input clips as tgan2's scoring makes them (to compare with TGANv2's own numbers).
+
+    ``x · 128`` and RGB → BGR, each frame resized straight to 112×112 bilinear with aligned
+    corners (Chainer's ``resize_images``), then ``+ 128 − mean[:, :, 8:120, 8:120]`` — the
+    full mean clip's rows *and columns* 8:120, an off-centre window of its 171 columns.
+
+    Args:
+        videos: float tensor (B, 3, 16, H, W), RGB in [-1, 1].
+        mean: the full mean clip (3, 16, 128, 171), BGR.
+    """
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=videos.device)
+    if tuple(mean_t.shape) != MEAN_SHAPE:
+        raise ConfigError(
+            f"tganv2 C3D preprocessing needs the full mean clip {MEAN_SHAPE} (mean2.npz); got "
+            f"{tuple(mean_t.shape)}"
+        )
+    b, c, t, h, w = videos.shape
+    x = videos.float() * 128.0
+    frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    frames = F.interpolate(frames, size=(112, 112), mode="bilinear", align_corners=True)
+    x = frames.reshape(b, t, c, 112, 112).permute(0, 2, 1, 3, 4).flip(1)
+    return (x + 128.0 - mean_t[..., 8:120, 8:120]).contiguous()
 
 
 # ------------------------------------------------------------------------------------------
@@ -290,7 +330,12 @@ def load_chainer_npz(
     return _to_state_dict(arrays), mean
 
 
-def save_c3d(path: str | Path, state: Mapping[str, torch.Tensor], mean: torch.Tensor) -> None:
+def save_c3d(
+    path: str | Path,
+    state: Mapping[str, torch.Tensor],
+    mean: torch.Tensor,
+    preprocessing: str = "tgan",
+) -> None:
     """Save converted C3D weights and the mean clip as a plain torch file (tensors only),
     atomically (a temporary file beside ``path``, then a rename).
 
@@ -298,12 +343,18 @@ def save_c3d(path: str | Path, state: Mapping[str, torch.Tensor], mean: torch.Te
         path: destination file.
         state: a :class:`C3D` state dict (e.g. from :func:`load_chainer_npz`).
         mean: the mean clip, (3, 16, 128, 171) or cropped (3, 16, 128, 128).
+        preprocessing: the input pipeline scoring with this file uses (:data:`PREPROCESSING`).
     """
+    if preprocessing not in PREPROCESSING:
+        raise ConfigError(f"preprocessing: expected one of {PREPROCESSING}, got {preprocessing!r}")
+    if preprocessing == "tganv2" and tuple(mean.shape) != MEAN_SHAPE:
+        raise ConfigError(f"tganv2 preprocessing needs the full mean clip {MEAN_SHAPE}")
     payload = {
         "format": _FORMAT,
         "version": 1,
         "state_dict": {k: v.detach().cpu().float().contiguous() for k, v in state.items()},
         "mean": mean.detach().cpu().float().contiguous(),
+        "preprocessing": preprocessing,
     }
     atomic_torch_save(payload, Path(path))
 
@@ -338,6 +389,15 @@ def load_c3d(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         raise ConfigError(f"{path}: key 'mean' is missing or not a tensor")
     _crop_mean(mean)  # validates the shape
     return _to_state_dict({k: v.numpy() for k, v in by_npz_key.items()}), mean
+
+
+def c3d_preprocessing(path: str | Path) -> str:
+    """The preprocessing a converted C3D file asks for (files before it was recorded: tgan)."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    style = payload.get("preprocessing", "tgan") if isinstance(payload, dict) else "tgan"
+    if style not in PREPROCESSING:
+        raise ConfigError(f"{path}: unknown C3D preprocessing {style!r}; expected {PREPROCESSING}")
+    return style
 
 
 # ------------------------------------------------------------------------------------------

@@ -179,6 +179,7 @@ class C3DClassifier(nd.VideoClassifier):
         mean: the mean clip (3, 16, 128, 171), or cropped (3, 16, 128, 128).
         weights_id: identifies the weights (the digest of their file).
         dropout_compat: keep dropout on while scoring (the TGAN/paper code's behaviour).
+        preprocessing: ``tgan`` (the paper's code) or ``tganv2`` (tgan2's scoring).
     """
 
     def __init__(
@@ -187,8 +188,10 @@ class C3DClassifier(nd.VideoClassifier):
         mean: torch.Tensor,
         weights_id: str,
         dropout_compat: bool = False,
+        preprocessing: str = "tgan",
     ) -> None:
         super().__init__()
+        self.preprocessing = preprocessing
         num_classes = int(state["fc8.weight"].shape[0])
         with torch.device("meta"):
             self.net = c3d.C3D(dropout_compat=dropout_compat, num_classes=num_classes)
@@ -202,7 +205,7 @@ class C3DClassifier(nd.VideoClassifier):
 
     def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"features": fc7, "probs": softmax(fc8)}`` of videos (B, 3, 16, H, W) in [-1, 1]."""
-        out = self.net(c3d.preprocess(videos, self.mean))
+        out = self.net(c3d.preprocess(videos, self.mean, self.preprocessing))
         return {"features": out["fc7"], "probs": out["probs"]}
 
 
@@ -307,7 +310,13 @@ def _open(path: Path, dropout_compat: bool) -> nd.VideoClassifier | None:
     fmt = _peek_format(path)
     if fmt == "ndevgan.c3d":
         state, mean = c3d.load_c3d(path)
-        return C3DClassifier(state, mean, file_digest(path), dropout_compat=dropout_compat)
+        return C3DClassifier(
+            state,
+            mean,
+            file_digest(path),
+            dropout_compat=dropout_compat,
+            preprocessing=c3d.c3d_preprocessing(path),
+        )
     if fmt == _SHAPES_FORMAT:
         from . import shapes_classifier
 
@@ -373,14 +382,24 @@ def metrics_group() -> None:
     type=click.Path(dir_okay=False),
     help="The converted file (an 'ndevgan.c3d' torch file, tensors only).",
 )
-def import_c3d(weights: str, mean_path: str, out: str) -> None:
+@click.option(
+    "--preprocess",
+    type=click.Choice(c3d.PREPROCESSING),
+    default="tgan",
+    show_default=True,
+    help="The input pipeline scoring with this file uses: tgan (TGAN v1 and the paper's code: "
+    "bicubic to 128, centre crop) or tganv2 (tgan2's scoring: bilinear straight to 112, "
+    "off-centre mean window), to compare with TGANv2's own numbers.",
+)
+def import_c3d(weights: str, mean_path: str, out: str, preprocess: str) -> None:
     """Convert the Chainer C3D weights and mean clip into a file `ndevgan eval --c3d` reads."""
     state, mean = c3d.load_chainer_npz(weights, mean_path)
-    c3d.save_c3d(out, state, mean)
+    c3d.save_c3d(out, state, mean, preprocessing=preprocess)
     params = sum(v.numel() for v in state.values())
     click.echo(
         f"wrote {out}: C3D, {params:,} parameters, {state['fc8.weight'].shape[0]} classes, "
-        f"mean clip {tuple(mean.shape)}; weights_id {file_digest(out)}"
+        f"mean clip {tuple(mean.shape)}, {preprocess} preprocessing; weights_id "
+        f"{file_digest(out)}"
     )
 
 
