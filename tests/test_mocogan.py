@@ -357,3 +357,67 @@ def test_cli_info_lists_modules_and_temporal_variants():
     assert re.fullmatch(r"1,633\s+hidden 49", rows["temporal.ode order=1 design=matched"])
     # the authors' matched width 49 for the SDE's drift and diffusion too: 2 × 1,633
     assert re.fullmatch(r"3,266\s+hidden 49", rows["temporal.sde design=matched"])
+
+
+def _record_inputs(module: torch.nn.Module) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    module.register_forward_hook(lambda m, args, out: seen.append(args[0].detach().clone()))
+    return seen
+
+
+def test_published_sampling_gives_each_network_its_own_fakes_and_independent_frames():
+    assert backbone(preset="tiny", batch_size=4).batch_size == 8  # the trainer loads 2 batches
+    assert backbone(preset="tiny", batch_size=4, sampling="shared").batch_size == 4
+    torch.manual_seed(0)
+    gan = tiny_gan("ode")
+    opts = gan.configure_optimizers()
+    image_in = _record_inputs(gan.discriminators["image"])
+    video_in = _record_inputs(gan.discriminators["video"])
+    rendered = _record_inputs(gan.generator.image)  # latents (B, T, D) per image-G call
+    real = torch.ones(8, 3, 16, 32, 32)
+    real[4:] = -1  # the second batch: D_I's real frames come only from these videos
+    gan.training_step(real, 0, opts, torch.Generator().manual_seed(1))
+    assert image_in[0].shape == (4, 3, 32, 32) and bool((image_in[0] == -1).all())
+    assert video_in[0].shape == (4, 3, 16, 32, 32) and bool((video_in[0] == 1).all())
+    # the image-G renders: D_I's fake frames (one frame of each of 4 new videos), D_V's fake
+    # videos, then for G a batch of videos and single frames of 4 more videos
+    assert [tuple(x.shape[:2]) for x in rendered] == [(4, 1), (4, 16), (4, 16), (4, 1)]
+    assert not torch.equal(rendered[0][:, 0], rendered[1][:, 0])
+
+
+def test_shared_sampling_uses_one_fake_batch_for_both_discriminators():
+    torch.manual_seed(0)
+    bb = backbone(preset="tiny", batch_size=4, sampling="shared")
+    gan = bb.build(GRUTemporal(GRUTemporalConfig(), bb.temporal_spec()))
+    opts = gan.configure_optimizers()
+    rendered = _record_inputs(gan.generator.image)
+    real = torch.rand(4, 3, 16, 32, 32) * 2 - 1
+    gan.training_step(real, 0, opts, torch.Generator().manual_seed(1))
+    assert [tuple(x.shape[:2]) for x in rendered] == [(4, 16), (4, 16)]
+
+
+def test_paper_preset_publishes_the_authors_mocogan_dynamics():
+    registry = Registry(entry_points=False, disabled=())
+
+    def temporal(plugin: str, **options):
+        raw = {"plugins": {"backbone": "backbone.mocogan", "temporal": plugin}}
+        raw[plugin.split(".")[0]] = {plugin.split(".")[1]: options}
+        return resolve(raw, registry).components[plugin]
+
+    first = temporal("temporal.ode")
+    assert (first.pre_mlp, first.pre_mlp_final_activation, first.init) == (
+        (64,),
+        True,
+        "torch_default",
+    )
+    second = temporal("temporal.ode", order=2)
+    assert (second.design, second.hidden, second.pre_mlp, second.form) == (
+        "matched",
+        49,
+        (),
+        "chain",
+    )
+    chosen = temporal("temporal.ode", order=2, design="single")  # an explicit choice stands
+    assert chosen.design == "single"
+    sde = temporal("temporal.sde")
+    assert (sde.design, sde.hidden, sde.dt, sde.adjoint) == ("matched", 49, 2.5e-2, True)

@@ -25,6 +25,7 @@ from ndevgan_plugins.tganv2 import (
     TGANv2Backbone,
     TGANv2Config,
     VideoDiscriminator,
+    _halve,
     r1_penalty,
     subsample_frames,
 )
@@ -494,3 +495,62 @@ def test_cli_info_prints_counts_and_temporal_variants():
     assert "its original has 77,870,080" in out
     assert "temporal.ode order=1 design=single" in out
     assert "temporal.clstm" in out
+
+
+def test_odd_extents_are_zero_padded_before_pooling():
+    x = torch.arange(1.0, 4.0).view(1, 1, 1, 1, 3).expand(1, 1, 3, 3, 3).contiguous()
+    out = _halve(x, time=True)
+    assert out.shape == (1, 1, 2, 2, 2)
+    # per axis: windows (0, x0) and (x1, x2); along W with x = 1, 2, 3: 0.5 and 2.5, scaled
+    # by the halves of the other two axes (1/2 and 1)
+    expected_w = torch.tensor([0.5, 2.5])
+    profile = torch.tensor([0.5, 1.0])
+    want = profile.view(2, 1, 1) * profile.view(1, 2, 1) * expected_w.view(1, 1, 2)
+    torch.testing.assert_close(out[0, 0], want)
+    even = torch.rand(1, 2, 4, 4, 4)
+    torch.testing.assert_close(_halve(even, time=True), F.avg_pool3d(even, 2))
+
+
+def test_discriminator_final_relu_is_an_option():
+    torch.manual_seed(0)
+    plain, relu = VideoDiscriminator(4), VideoDiscriminator(4, final_relu=True)
+    relu.load_state_dict(plain.state_dict())
+    video = torch.randn(2, 3, 4, 24, 24)
+    h = plain.blocks(video)
+    torch.testing.assert_close(plain(video), plain.linear(h.sum(dim=(2, 3, 4))).squeeze(1))
+    torch.testing.assert_close(relu(video), plain.linear(F.relu(h).sum(dim=(2, 3, 4))).squeeze(1))
+
+
+@pytest.mark.parametrize(("update", "generator_passes"), [("alternating", 2), ("simultaneous", 1)])
+def test_update_order(update, generator_passes):
+    torch.manual_seed(0)
+    bb = backbone(preset="tiny", update=update)
+    gan = build_gan(bb)
+    calls = []
+    gan.generator.temporal.register_forward_hook(lambda *a: calls.append(1))
+    opts = gan.configure_optimizers()
+    real = torch.rand(4, 3, 16, 48, 48) * 2 - 1
+    gan.training_step(real, 0, opts, torch.Generator().manual_seed(1))
+    assert len(calls) == generator_passes
+
+
+def test_published_init_leaves_torch_defaults_and_chainer_zeroes_biases():
+    torch.manual_seed(0)
+    published = build_gan(backbone(preset="tiny"))
+    chainer = build_gan(backbone(preset="tiny", init="chainer"))
+    head = published.generator.image.heads[0].conv
+    bound = 1 / (head.weight[0].numel() ** 0.5)  # torch's default U(±1/√fan_in)
+    assert head.weight.abs().max() <= bound and torch.count_nonzero(head.bias) == 3
+    assert torch.count_nonzero(chainer.generator.image.heads[0].conv.bias) == 0
+    block = published.discriminators["level0"].blocks[1].conv1
+    assert torch.count_nonzero(block.bias) == block.bias.numel()
+    assert torch.count_nonzero(chainer.discriminators["level0"].blocks[1].conv1.bias) == 0
+    # at the paper preset the ConvLSTM takes torch's default init too
+    registry = nd.Registry(entry_points=False, disabled=())
+    config = resolve({"plugins": {"backbone": "backbone.tganv2"}}, registry)
+    assert config.components["temporal.clstm"].init == "torch_default"
+    tiny = resolve(
+        {"plugins": {"backbone": "backbone.tganv2"}, "backbone": {"tganv2": {"preset": "tiny"}}},
+        registry,
+    )
+    assert tiny.components["temporal.clstm"].init == "lecun_normal"
