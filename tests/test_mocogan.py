@@ -1,4 +1,4 @@
-"""backbone.mocogan and temporal.gru: parameter counts from REFERENCE §4, shapes, the content /
+"""backbone.mocogan and temporal.gru: the official parameter counts, shapes, the content /
 motion split, the GRU's noise, the training protocol, and the CLI end to end."""
 
 from __future__ import annotations

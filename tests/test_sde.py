@@ -30,7 +30,7 @@ def test_default_drift_and_diffusion_are_the_papers_single_layers():
     assert [type(m) for m in sde.mu] == [nn.Linear, nn.Tanh]
     assert [type(m) for m in sde.sigma] == [nn.Linear, nn.Tanh]
     assert nd.count_parameters(sde) == 2 * (100 * 100 + 100)
-    assert sde.solver.method == "euler" and sde.solver.dt == 2.5e-2  # REFERENCE.md §1
+    assert sde.solver.method == "euler" and sde.solver.dt == 2.5e-2  # the paper's code
     assert sde.stochastic and sde.continuous
 
 

@@ -449,3 +449,47 @@ def test_option_combinations_are_checked_with_helpful_messages() -> None:
         PluginConfig(method="midpoint")
     info = {o.name: o for o in describe_options(SDESolverOptions)}
     assert set(info["method"].choices) == set(TORCHSDE_METHODS) | set(UNROLLED_SDE_METHODS)
+
+
+def test_euler_adjoint_solves_the_adjoint_sde_with_euler_as_the_papers_code() -> None:
+    coef = Coefficients()
+    t = torch.linspace(0, 1, 6)
+    y0 = torch.randn(3, D, generator=torch.Generator().manual_seed(1))
+    options = SDESolverOptions(dt=2.5e-2, adjoint=True)
+    noise = torch.randn(
+        sde_noise_shape(3, t, options, D), generator=torch.Generator().manual_seed(2)
+    )
+
+    def gradients(run) -> torch.Tensor:
+        coef.zero_grad()
+        run().square().sum().backward()
+        return torch.cat([p.grad.flatten() for p in coef.parameters()])
+
+    class AsTorchsde(nn.Module):  # the paper's code hands torchsde such a module
+        noise_type, sde_type = "diagonal", "ito"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.coef = coef
+
+        def f(self, t, y):
+            return coef.drift(t, y)
+
+        def g(self, t, y):
+            return coef.diffusion(t, y)
+
+    ours = gradients(lambda: sdeint(coef.drift, coef.diffusion, y0, t, options, noise=noise))
+    steps = sde_step_times(t, 2.5e-2)
+    increments = noise * (steps[1:] - steps[:-1]).sqrt()[None, :, None]
+    reference = gradients(
+        lambda: torchsde.sdeint_adjoint(
+            AsTorchsde(),
+            y0,
+            t,
+            bm=IncrementBrownian(steps, increments),
+            method="euler",
+            adjoint_method="euler",
+            dt=2.5e-2,
+        )
+    )
+    torch.testing.assert_close(ours, reference)

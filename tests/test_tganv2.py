@@ -1,4 +1,4 @@
-"""backbone.tganv2 and temporal.clstm: counts from REFERENCE §5, shapes, protocol, CLI."""
+"""backbone.tganv2 and temporal.clstm: the authors' counts, shapes, protocol, CLI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""C3D and the UCF101 Inception Score / FID protocol (REFERENCE.md §7).
+"""C3D and the UCF101 Inception Score / FID protocol (docs/FIDELITY.md, "Scoring").
 
 Everything the video IS/FID metrics need, without registering any plugin yet:
 
@@ -111,7 +111,7 @@ class C3D(nn.Module):
     Dropout follows ``self.training`` as usual, so an ``eval()`` network scores without it.
     ``dropout_compat=True`` keeps both dropouts active even in eval mode (and ``fc7`` is then
     taken after dropout 7, as the paper's FID code read it), reproducing the bug
-    of the TGAN/paper scoring code (REFERENCE.md §7) for comparison with published numbers;
+    of the TGAN/paper scoring code (docs/FIDELITY.md) for comparison with published numbers;
     with it, ``fc7`` is perturbed by dropout 6 and ``logits`` by both dropouts.
 
     Args:
@@ -416,7 +416,7 @@ def inception_score(probs: torch.Tensor | np.ndarray, splits: int = 1) -> tuple[
     The N rows are cut into ``splits`` consecutive equal parts (the last takes the
     remainder); p(y) is the mean prediction of each part; ``0·log 0`` counts as 0.
 
-    Protocols (REFERENCE.md §7):
+    Protocols (docs/FIDELITY.md):
 
     * StyleGAN-V: ``inception_score(probs_of_2048_samples, splits=10)`` → mean ± std over
       the 10 splits (or :func:`is_stylegan_v`).

@@ -1,6 +1,7 @@
-"""``metric.is`` and ``metric.fid``, the classifier files they score with, and ``ndevgan metrics``.
+"""``metric.is`` and ``metric.fid``, the classifier files they score with, ``ndevgan metrics``.
 
-The metrics (REFERENCE.md §7) work on what :func:`ndevgan_core.evaluation.evaluate` gathers
+The metrics (docs/FIDELITY.md, "Scoring") work on what
+:func:`ndevgan_core.evaluation.evaluate` gathers
 from a :class:`~ndevgan_core.VideoClassifier`:
 
 * ``metric.is``: Inception Score ``exp(E KL(p(y|x) ‖ p(y)))`` of the class probabilities.

@@ -1,7 +1,7 @@
 """MoCoGAN (Tulyakov, Liu, Yang & Kautz, CVPR 2018) as ndevgan's ``backbone.mocogan``.
 
 Also registers MoCoGAN's original temporal generator as ``temporal.gru``. Architecture and
-protocol as REFERENCE.md §4:
+protocol as the official release and the paper's code (docs/FIDELITY.md):
 
 - the latent is ``z = [z_content (50), z_motion (16)]``, both N(0, 1), one vector of 66;
 - the temporal generator maps ``z_motion`` to one motion latent per frame (the GRU:
@@ -14,7 +14,7 @@ protocol as REFERENCE.md §4:
   0.999), weight decay 1e-5) for all three networks; per iteration one D_I step, one D_V step
   and one G step; batch 32.
 
-Biases: none in any convolution, generator or discriminators. REFERENCE.md states "no bias"
+Biases: none in any convolution, generator or discriminators. The official generator has "no bias"
 for G; MoCoGAN's official discriminators (and DCGAN's convention it follows) are bias-free
 too, so D_I and D_V follow it (every hidden convolution is followed by batch norm, which
 would cancel a bias anyway, except the first).

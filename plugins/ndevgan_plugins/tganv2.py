@@ -1,53 +1,53 @@
 """TGANv2 (Saito, Saito, Koyama & Kobayashi, IJCV 2020) as ndevgan's ``backbone.tganv2``.
 
 Also registers TGANv2's original temporal generator as ``temporal.clstm``. "Train sparsely,
-generate densely" (REFERENCE.md §5): z ~ U(-1, 1)^256 → Linear → a 1024×3×3 map; a one-layer
-ConvLSTM unrolls it into 16 frame latents (feature maps, not vectors); an image generator of
-residual up blocks renders them at four levels (24, 48, 96, 192 px). Training renders level 0
-with all 16 frames and keeps every 2nd frame between levels (16→8→4→2), so the expensive high
-levels see only a few frames; each level has its own 3-D ResNet discriminator. Test time renders
-all 16 frames at the top level. Non-saturating softplus loss, R1 on real data (λ = 0.5), Adam
-1e-4 β = (0, 0.9), the learning rate decayed linearly to 0 over 100k iterations.
+generate densely": z ~ U(-1, 1)^256 → Linear → a 1024×3×3 map; a one-layer ConvLSTM unrolls
+it into 16 frame latents (feature maps, not vectors); an image generator of residual up blocks
+renders them at four levels (24, 48, 96, 192 px). Training renders level 0 with all 16 frames
+and keeps 1 frame in f between levels, so the expensive high levels see only a few frames;
+each level has its own 3-D ResNet discriminator. Test time renders all 16 frames at the top
+level. Non-saturating softplus loss, R1 on real data (λ = 0.5), Adam 1e-4 β = (0, 0.9), the
+learning rate decayed linearly to 0 over 100k iterations.
 
-Where REFERENCE.md is silent this module follows the authors' Chainer release
-(``pfnet-research/tgan2``, the UCF101 command in its README) and says so; the choices:
+The ``paper`` preset is the paper's code (LNDE's TGANv2, which trained the published
+TGANv2-ODE); where it differs from tgan2's Chainer release the release's choice is an option
+(docs/FIDELITY.md has every row):
 
-- **ConvLSTM**: gates i, f, o, g from one 3×3 convolution of concat(input, h) (the release has
-  an input convolution with bias and a hidden one without: the same parameters); h and c start
-  at 0; the input is fc(z) at the first step and zeros after; the frame latents are the hidden
-  states h_1 … h_16 (one per step, the first after the step that read fc(z)). No peepholes.
-- **Frame subsampling**: between level k and k+1 each video keeps every f-th frame from its own
-  random offset in [0, f) (``rng``); reals get the same rule with independent offsets, then are
-  area-downsampled to the level's size (the release draws one offset per batch for fakes and one
-  per video for reals; per video for both is the same marginal law per video). Optional
-  *adaptive batch reduction* (``batch_reduction``, from the paper; off in the release's UCF101
-  command) keeps every 2nd video of the batch between levels as well.
+- **ConvLSTM**: gates i, f, o, g from one 3×3 convolution of concat(input, h) (both codes have
+  an input convolution with bias and a hidden one without: the same parameters, initialised
+  here as those two); h and c start at 0; the input is fc(z) at the first step and zeros after;
+  the frame latents are the hidden states h_1 … h_16. No peepholes.
+- **Frame subsampling** (``frame_subsample``): between level k and k+1 each video keeps every
+  f-th frame from a random offset below min(f, frames): the paper's code f = 4 (16→4→1→1),
+  tgan2's release f = 2 (16→8→4→2). Reals get the same rule with independent offsets, then
+  are area-downsampled to the level's size (the codes draw one offset per batch; per video is
+  the same marginal law per video). Optional *adaptive batch reduction* (``batch_reduction``,
+  from the TGANv2 paper; off in both codes) keeps every 2nd video between levels as well.
 - **Discriminator** (one per level, the same architecture for every input size): a first block
   conv3³ (3→64) → ReLU → conv3³ (64→64) → 2× average pool in space only, shortcut 2× pool → 1³
   conv; then four blocks 64→128→256→512→1024, each ReLU → conv3³ (c_in→c_in) → ReLU → conv3³
   (c_in→c_out) → average pool, shortcut 1³ conv → average pool. Pooling halves every axis (time
-  included, space only in the first block) whose extent is still > 1, rounding up (the last
-  window averages what it covers); then ReLU, sum pooling over the remaining positions and
-  Linear(1024→1). Every conv has a bias. So 16@24 px ends at 1×1×1 and 2@192 px at 1×6×6.
-- **Loss** (as the release): D minimises mean softplus(−D(real)) + mean softplus(D(fake)) over
-  the scores of all levels taken together (with equal batches: the mean over levels of each
-  level's mean), G minimises mean softplus(−D(fake)) likewise. R1: λ · Σ_levels Σ_videos
-  ‖∇_x D(x)‖² on real videos — summed over the batch, not averaged (``r1_reduction = "sum"``;
-  "mean" gives λ · E‖∇‖²). With ``r1_every = N`` > 1 the penalty is applied every N-th step,
-  multiplied by N (lazy regularisation).
-- **Updates** (as the release): one forward pass of G and the discriminators per iteration;
-  G's gradient is taken through the discriminators before their update and the discriminators'
-  from the fakes of G before its update, then both Adam steps are taken (one optimiser for G,
-  one for all discriminators: Adam is per parameter, so that is the same as one per level).
+  included, space only in the first block) whose extent is still > 1, an odd extent zero-padded
+  by one on both sides first (both codes); then sum pooling over the remaining positions
+  (tgan2: a ReLU first, ``d_final_relu``) and Linear(1024→1). Every conv has a bias.
+- **Loss**: D minimises mean softplus(−D(real)) + mean softplus(D(fake)) over the scores of
+  all levels taken together, G minimises mean softplus(−D(fake)) likewise. R1: λ · Σ_levels
+  Σ_videos ‖∇_x D(x)‖² on real videos — summed over the batch, not averaged (``r1_reduction =
+  "sum"``; "mean" gives λ · E‖∇‖²). With ``r1_every = N`` > 1 the penalty is applied every
+  N-th step, multiplied by N (lazy regularisation).
+- **Updates** (``update``): the paper's code takes a D step on fakes drawn without gradients,
+  then a G step on fresh fakes scored by the updated D (``alternating``); tgan2 takes both
+  from one forward pass (``simultaneous``).
 - **Learning rate**: lr · max(0, 1 − step / decay_iterations), set on every parameter group at
   each step from ``step`` alone (no scheduler state; resume is exact).
-- **Initialisation** (as the release): block convolutions Glorot-uniform with gain √2,
-  shortcuts and D's linear Glorot-uniform, fc / ConvLSTM / render heads LeCun-normal, biases 0.
-- **Batch**: ``paper`` uses 32 videos per step — the release's per-process batch; its UCF101
-  run used 4 processes (4 GPUs, averaged gradients: 128 videos per update, "full-bs-128").
-  With R1 summed over each process's batch, one process of 32 has the release's R1 strength.
+- **Initialisation** (``init``): block convolutions Glorot-uniform with gain √2, shortcuts and
+  D's linear gain 1; the paper's code leaves biases, fc, ConvLSTM and render heads at torch's
+  default (``published``), tgan2 zeroes the biases and uses LeCun-normal for the others
+  (``chainer``; the ConvLSTM's own option ``temporal.clstm.init``).
+- **Batch**: ``paper`` uses 32 videos per step, as the paper's code (tgan2's UCF101 run: 4
+  processes of 32).
 
-Presets. ``paper``: 192×192, base map 3×3, four levels (24/48/96/192 px, 16/8/4/2 frames).
+Presets. ``paper``: 192×192, base map 3×3, four levels (24/48/96/192 px, 16/4/1/1 frames).
 Level k renders at ``base_size · 2^(3+k)``, so 64 and 128 px keep the networks and change the
 base map and the number of levels: ``128px`` is a 4×4 base map and three levels (32/64/128 px,
 16/8/4 frames), ``64px`` a 4×4 base and two levels (32/64 px, 16/8 frames) — every level still

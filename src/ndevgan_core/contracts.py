@@ -1,4 +1,4 @@
-"""The contracts between the core and its plugins (DESIGN.md, "Contracts").
+"""The contracts between the core and its plugins.
 
 The paper's Figure 1: a latent ``z`` goes through a :class:`TemporalGenerator` to one latent per
 frame, an :class:`ImageGenerator` turns each into a frame, and :class:`VideoGenerator` composes

@@ -1,6 +1,6 @@
 """Exporting a trained generator to one self-contained ONNX file (``ndevgan export``).
 
-Neither torchdiffeq's nor torchsde's solvers export (REFERENCE.md §9), so a continuous
+Neither torchdiffeq's nor torchsde's solvers export (docs/BENCH_ONNX.md), so a continuous
 temporal generator — one built on :class:`~ndevgan_core.contracts.ODETemporalGenerator` or
 :class:`~ndevgan_core.contracts.SDETemporalGenerator` — is integrated in the graph by the
 core's unrolled fixed-step solvers: a deep copy of the generator gets its solver options evolved

@@ -99,7 +99,9 @@ class SDESolverOptions:
     )
     dt: float = option(2.5e-2, "solver step (outputs between steps are interpolated)", positive)
     adjoint: bool = option(
-        False, "backpropagate with torchsde's stochastic adjoint (less memory, slower)"
+        False,
+        "backpropagate with torchsde's stochastic adjoint (less memory, slower; with method "
+        "euler the adjoint SDE is solved with euler too, as the paper's code)",
     )
 
     def __attrs_post_init__(self) -> None:
@@ -612,6 +614,8 @@ def _solve(
     if options.method == "milstein":
         kwargs["options"] = {"grad_free": True}
     if options.adjoint:
+        if options.method == "euler":  # as the paper's code; torchsde's default is another
+            kwargs["adjoint_method"] = "euler"
         return torchsde.sdeint_adjoint(sde, y0, t, **kwargs)
     return torchsde.sdeint(sde, y0, t, **kwargs)
 
