@@ -190,7 +190,7 @@ class EvalLogger:
         evaluate = self._evaluate
         if evaluate is None:
             from ndevgan_core.evaluation import evaluate
-        generator = run.gan.generator
+        generator = getattr(run, "sampling_generator", run.gan.generator)
         if isinstance(generator, torch.nn.parallel.DistributedDataParallel):
             generator = generator.module
         was_training = generator.training

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import attrs
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import ndevgan_core as nd
@@ -101,7 +102,14 @@ class TGANConfig:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
-        "tiny": {"size": 32, "g_channels": 16, "d_channels": 16, "batch_size": 8, "lr": 2e-4},
+        "tiny": {
+            "size": 32,
+            "g_channels": 16,
+            "d_channels": 16,
+            "batch_size": 8,
+            "lr": 2e-4,
+            "init": "torch_default",
+        },
     }
 
     preset: str = option(
@@ -139,8 +147,28 @@ class TGANConfig:
     critic_bias: bool = option(
         True, "a bias on every Conv3d of the critic, as the paper's code (false: the first only)"
     )
+    loss: str = option(
+        "wgan",
+        "wgan (the paper: critic E[D(fake)] − E[D(real)], G −E[D(fake)]) or hinge (critic "
+        "E[relu(1 − D(real))] + E[relu(1 + D(fake))], G −E[D(fake)])",
+        one_of("wgan", "hinge"),
+    )
+    critic_norm: str = option(
+        "batchnorm",
+        "batchnorm (the paper) or spectral (spectral normalisation of every critic "
+        "convolution instead of batch norm)",
+        one_of("batchnorm", "spectral"),
+    )
+    optimizer: str = option(
+        "rmsprop", "rmsprop (the paper) or adam (with beta1, beta2)", one_of("rmsprop", "adam")
+    )
+    beta1: float = option(0.5, "adam: β1", non_negative)
+    beta2: float = option(0.999, "adam: β2", non_negative)
 
     def __attrs_post_init__(self) -> None:
+        for name in ("beta1", "beta2"):
+            if not getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a number in [0, 1), got {getattr(self, name)}")
         if self.size < 8:
             raise ConfigError(f"size: expected a power of two >= 8, got {self.size}")
         layers = int(math.log2(self.size // 4))
@@ -208,9 +236,12 @@ class Critic(nn.Module):
         layers: list[nn.Module] = []
         c_in, c = 3, config.d_channels
         n = int(math.log2(config.size // 4))
+        spectral = config.critic_norm == "spectral"
         for i in range(n):
-            layers.append(nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0 or config.critic_bias))
-            if i > 0:
+            layers.append(
+                nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0 or config.critic_bias or spectral)
+            )
+            if i > 0 and not spectral:
                 layers.append(nn.BatchNorm3d(c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
@@ -220,6 +251,10 @@ class Critic(nn.Module):
             for layer in self.modules():
                 if isinstance(layer, nn.Conv3d):
                     nn.init.xavier_normal_(layer.weight, gain=math.sqrt(2))
+        if spectral:
+            for layer in [*self.features, self.score]:
+                if isinstance(layer, nn.Conv3d):
+                    nn.utils.parametrizations.spectral_norm(layer)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, 3, T, H, W) → scores (B,)."""
@@ -238,11 +273,17 @@ class TGAN(nd.VideoGAN):
         self.discriminators = nn.ModuleDict({"video": Critic(config)})
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """RMSprop for the generator and the critic."""
-        lr = self.config.lr
+        """RMSprop (the paper) or Adam for the generator and the critic."""
+        c = self.config
+
+        def make(params: Any) -> torch.optim.Optimizer:
+            if c.optimizer == "adam":
+                return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2))
+            return torch.optim.RMSprop(params, lr=c.lr)
+
         return {
-            "generator": torch.optim.RMSprop(self.generator.parameters(), lr=lr),
-            "discriminator": torch.optim.RMSprop(self.discriminators.parameters(), lr=lr),
+            "generator": make(self.generator.parameters()),
+            "discriminator": make(self.discriminators.parameters()),
         }
 
     def training_step(
@@ -258,8 +299,12 @@ class TGAN(nd.VideoGAN):
         b = real.shape[0]
         with torch.no_grad():
             fake = g(g.sample_z(b, rng, real.device), generator=rng)
-        d_real, d_fake = d(real).mean(), d(fake).mean()
-        loss_d = wgan_discriminator_loss(d_real, d_fake)
+        scores_real, scores_fake = d(real), d(fake)
+        d_real, d_fake = scores_real.mean(), scores_fake.mean()
+        if self.config.loss == "hinge":
+            loss_d = F.relu(1 - scores_real).mean() + F.relu(1 + scores_fake).mean()
+        else:
+            loss_d = wgan_discriminator_loss(d_real, d_fake)
         optimizers["discriminator"].zero_grad(set_to_none=True)
         loss_d.backward()
         optimizers["discriminator"].step()

@@ -73,8 +73,16 @@ class RunConfig:
     find_unused_parameters: bool = option(
         False, "under torchrun: let DDP tolerate parameters that get no gradient (slower)"
     )
+    ema: float = option(
+        0.0,
+        "decay of an exponential moving average of the generator's weights, which sample "
+        "grids, scoring and export then use (0: none, as the paper; e.g. 0.99)",
+        non_negative,
+    )
 
     def __attrs_post_init__(self) -> None:
+        if not self.ema < 1:
+            raise ConfigError(f"ema: expected a decay in [0, 1), got {self.ema!r}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 

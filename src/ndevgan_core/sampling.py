@@ -42,7 +42,8 @@ def load_generator(
     registry: Registry | None = None,
     device: str | torch.device = "cpu",
 ) -> LoadedGenerator:
-    """Rebuild the generator a checkpoint was trained with and load its weights (eval mode)."""
+    """Rebuild the generator a checkpoint was trained with and load its weights (eval mode);
+    for a run with ``run.ema``, the averaged weights."""
     registry = registry or default_registry()
     state = load_checkpoint(checkpoint)
     try:
@@ -54,6 +55,8 @@ def load_generator(
     weights: dict[str, Any] = {
         k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)
     }
+    if isinstance(state.get("generator_ema"), dict):  # run.ema: the weight average samples
+        weights = state["generator_ema"]
     try:
         gan.generator.load_state_dict(weights)
     except RuntimeError as exc:

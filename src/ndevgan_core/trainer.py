@@ -25,6 +25,7 @@ floating-point sums differ.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
@@ -237,6 +238,9 @@ class Trainer:
         if self.distributed.active and run.sync_batchnorm:
             gan = distributed.convert_batchnorm(gan, self.device)
         self.gan: VideoGAN = gan.to(self.device)
+        self.generator_ema: nn.Module | None = None
+        if run.ema:
+            self.generator_ema = copy.deepcopy(self.gan.generator).requires_grad_(False).eval()
         self.optimizers = self.gan.configure_optimizers()
         self.dataset = make_dataset(config, registry, self.parts.backbone)
         batch = self.parts.backbone.batch_size
@@ -287,6 +291,10 @@ class Trainer:
     def _restore(self, state: dict[str, Any]) -> None:
         try:
             self.gan.load_state_dict(state["model"])
+            if self.generator_ema is not None:
+                # a checkpoint without an average (ema set on resume) starts it from the weights
+                ema = state.get("generator_ema") or self.gan.generator.state_dict()
+                self.generator_ema.load_state_dict(ema)
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -453,6 +461,7 @@ class Trainer:
                 real = normalise_videos(next(batches)["video"].to(self.device, non_blocking=True))
                 t1 = time.perf_counter()
                 metrics = self._train_one_step(real)
+                self._update_ema()
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 last_step_time = time.perf_counter() - t1
@@ -487,6 +496,25 @@ class Trainer:
             )
         return self.run_dir
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        weight = 1.0 - self.config.run.ema
+        live = self.gan.generator
+        for average, current in zip(
+            self.generator_ema.parameters(), live.parameters(), strict=True
+        ):
+            average.lerp_(current, weight)
+        for average, current in zip(self.generator_ema.buffers(), live.buffers(), strict=True):
+            average.copy_(current)
+
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that samples, scoring and export use: the weight average when
+        ``run.ema`` is set, else the trained generator itself."""
+        return self.generator_ema if self.generator_ema is not None else self.gan.generator
+
     # ---- outputs --------------------------------------------------------------------------
 
     def _log(self, window: dict[str, list[float]]) -> None:
@@ -510,6 +538,11 @@ class Trainer:
             "model": self.gan.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "rng": rng,
+            **(
+                {"generator_ema": self.generator_ema.state_dict()}
+                if self.generator_ema is not None
+                else {}
+            ),
         }
 
     def save(self) -> Path:
@@ -528,7 +561,7 @@ class Trainer:
         A stochastic temporal generator gets the same noise at every call (seeded from the run's
         seed), so successive sample grids differ only by training, not by a new Brownian path.
         """
-        generator = self.gan.generator
+        generator = self.sampling_generator
         was_training = generator.training
         generator.eval()
         noise_rng = torch.Generator().manual_seed(self.config.run.seed + 3)

@@ -1,0 +1,149 @@
+"""Find the `tiny` recipe by measurement: train recipe variants × seeds of the demo (TGAN-ODE
+`tiny` on dataset.shapes) and score each with the shipped shapes classifier.
+
+Each trial is the real command a user runs — ``ndevgan run`` with the variant's ``--set``
+options, then ``ndevgan eval`` on its final checkpoint — in its own process with one thread,
+``--parallel`` trials at a time (2 on a 2-core machine: each has a core). It prints one row per
+trial (training minutes, IS and FID with the samples asked for) and a summary per variant
+(mean ± std over seeds), and writes both as JSON.
+
+    python tools/sweep_tiny.py --list
+    python tools/sweep_tiny.py --variants baseline hinge-sn-adam-ema --seeds 0 --samples 512
+    python tools/sweep_tiny.py --variants demo --seeds 0 1 2 --samples 2048 --iterations 0
+
+``--iterations 0`` keeps each variant's own iteration count (the demo's, unless the variant
+sets one). The table of the last full sweep is in docs/TINY_RECIPE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ADAM = ["backbone.tgan.optimizer=adam", "backbone.tgan.beta1=0.0", "backbone.tgan.beta2=0.9"]
+HINGE_SN = [
+    "backbone.tgan.loss=hinge",
+    "backbone.tgan.critic_norm=spectral",
+    "backbone.tgan.clip_every=0",
+]
+
+VARIANTS: dict[str, list[str]] = {
+    # ndevgan 0.1's tiny recipe: WGAN + singular value clipping, RMSprop 2e-4, batch 8
+    "baseline": [
+        "backbone.tgan.loss=wgan",
+        "backbone.tgan.critic_norm=batchnorm",
+        "backbone.tgan.clip_every=5",
+        "backbone.tgan.optimizer=rmsprop",
+        "backbone.tgan.lr=2e-4",
+        "run.ema=0.0",
+    ],
+    "wgan-adam": ["backbone.tgan.loss=wgan", "backbone.tgan.clip_every=5", *ADAM],
+    "hinge-sn-adam": [*HINGE_SN, *ADAM, "run.ema=0.0"],
+    "hinge-sn-adam-ema": [*HINGE_SN, *ADAM, "run.ema=0.99"],
+    "hinge-sn-adam-ema-b16": [*HINGE_SN, *ADAM, "run.ema=0.99", "backbone.tgan.batch_size=16"],
+    "hinge-sn-adam-ema-lr4": [*HINGE_SN, *ADAM, "run.ema=0.99", "backbone.tgan.lr=4e-4"],
+    # the demo as shipped: whatever the tiny preset and demo config say now
+    "demo": [],
+}
+
+
+def trial(variant: str, seed: int, args: argparse.Namespace, root: Path) -> dict:
+    """Train and score one (variant, seed); returns its row."""
+    name = f"{variant}-s{seed}"
+    sets = [*VARIANTS[variant], f"run.seed={seed}", "run.threads=1", "run.progress=false"]
+    sets += [f"run.out={root}", f"run.name={name}", "run.sample_every=100000"]
+    if args.iterations:
+        sets.append(f"run.iterations={args.iterations}")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NDEVGAN_CACHE": str(root / "cache")}
+    command = [sys.executable, "-m", "ndevgan_core", "run"]
+    for item in sets:
+        command += ["--set", item]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, capture_output=True, text=True)
+    train_minutes = (time.perf_counter() - start) / 60
+    out = root / f"{name}.json"
+    score = [sys.executable, "-m", "ndevgan_core", "eval", str(root / name), "--n"]
+    score += [str(args.samples), "--no-progress", "--out", str(out)]
+    subprocess.run(score, check=True, env=env, capture_output=True, text=True)
+    results = {r["metric"]: r["mean"] for r in json.loads(out.read_text())["results"]}
+    row = {
+        "variant": variant,
+        "seed": seed,
+        "train_minutes": train_minutes,
+        "is": results["is"],
+        "fid": results["fid"],
+        "samples": args.samples,
+    }
+    print(
+        f"{variant:28s} seed {seed}  {train_minutes:5.2f} min  IS {row['is']:6.2f}  "
+        f"FID {row['fid']:7.1f}",
+        flush=True,
+    )
+    return row
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Mean ± std over seeds per variant."""
+    out = []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant]
+
+        def stats(key: str, mine: list[dict] = mine) -> tuple[float, float]:
+            values = [r[key] for r in mine]
+            return statistics.mean(values), statistics.pstdev(values)
+
+        out.append(
+            {
+                "variant": variant,
+                "seeds": len(mine),
+                "train_minutes": stats("train_minutes"),
+                "is": stats("is"),
+                "fid": stats("fid"),
+                "min_is": min(r["is"] for r in mine),
+                "max_fid": max(r["fid"] for r in mine),
+            }
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--iterations", type=int, default=0, help="0: each variant's own")
+    parser.add_argument("--samples", type=int, default=512, help="videos scored per trial")
+    parser.add_argument("--parallel", type=int, default=2, help="trials at a time")
+    parser.add_argument("--out", default="sweep_tiny.json", help="JSON of every row")
+    parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    args = parser.parse_args()
+    if args.list:
+        for name, sets in VARIANTS.items():
+            print(f"{name}: {' '.join(sets) or '(the shipped demo)'}")
+        return
+    jobs = [(v, s) for v in args.variants for s in args.seeds]
+    with tempfile.TemporaryDirectory(prefix="ndevgan-sweep-") as tmp:
+        root = Path(tmp)
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            rows = list(pool.map(lambda job: trial(*job, args, root), jobs))
+    table = summary(rows)
+    print("\n| variant | seeds | train min | IS | FID | worst IS | worst FID |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in table:
+        print(
+            f"| {r['variant']} | {r['seeds']} | {r['train_minutes'][0]:.2f} | "
+            f"{r['is'][0]:.2f} ± {r['is'][1]:.2f} | {r['fid'][0]:.1f} ± {r['fid'][1]:.1f} | "
+            f"{r['min_is']:.2f} | {r['max_fid']:.1f} |"
+        )
+    Path(args.out).write_text(json.dumps({"rows": rows, "summary": table}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
