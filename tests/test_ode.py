@@ -32,7 +32,7 @@ def make(spec: nd.TemporalSpec = SPEC, **options) -> ODETemporal:
 
 
 def tgan_spec() -> nd.TemporalSpec:
-    reference = nd.count_parameters(Conv1dTemporal(Conv1dTemporalConfig(), SPEC))
+    reference = nd.count_parameters(Conv1dTemporal(Conv1dTemporalConfig(bias=True), SPEC))
     return nd.TemporalSpec((100,), (100,), 16, reference_params=reference)
 
 

@@ -12,6 +12,7 @@ import ndevgan_core as nd
 from ndevgan_core.config import build_config
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.losses import singular_value_clip
+from ndevgan_core.runconfig import resolve
 from ndevgan_plugins.tgan import (
     Conv1dTemporal,
     Conv1dTemporalConfig,
@@ -32,7 +33,7 @@ def conv_params(c_in, c_out, k, bias):  # k = number of kernel elements
 def test_paper_parameter_counts_match_reference_architecture():
     backbone = paper()
     spec = backbone.temporal_spec()
-    temporal = Conv1dTemporal(Conv1dTemporalConfig(), spec)
+    temporal = Conv1dTemporal(Conv1dTemporalConfig(bias=True), spec)  # the paper preset's
     gan = backbone.build(temporal)
     counts = gan.module_parameter_counts()
     bn = 2  # gamma and beta per channel
@@ -83,6 +84,16 @@ def test_bias_options_give_ndevgan_0_1_counts():
     counts = TGANBackbone(config).build(temporal).module_parameter_counts()
     assert counts["generator.temporal"] == 826_468 - (512 + 256 + 128 + 128)
     assert counts["discriminator.video"] == 11_033_281 - (128 + 256 + 512)
+
+
+def test_paper_preset_publishes_the_biased_g0_and_tiny_keeps_none():
+    registry = nd.Registry(entry_points=False, disabled=())
+    paper_run = resolve({"plugins": {"backbone": "backbone.tgan"}}, registry)
+    assert paper_run.components["temporal.conv1d"].bias
+    tiny = {"plugins": {"backbone": "backbone.tgan"}, "backbone": {"tgan": {"preset": "tiny"}}}
+    tiny_run = resolve(tiny, registry)
+    assert not tiny_run.components["temporal.conv1d"].bias
+    assert not tiny_run.components["backbone.tgan"].critic_bias
 
 
 def test_published_init_statistics():

@@ -34,7 +34,9 @@ class Conv1dTemporalConfig:
 
     channels: int = option(512, "width of the first layer; later layers halve it twice", positive)
     bias: bool = option(
-        True, "a bias on every ConvTranspose1d, as the paper's code (false: on the last only)"
+        False,
+        "a bias on every ConvTranspose1d, as the paper's code (TGAN's paper preset sets it); "
+        "false: on the last only — the others feed batch norm, which cancels them",
     )
     init: str = option(
         "xavier_uniform",
@@ -109,6 +111,7 @@ class TGANConfig:
             "batch_size": 8,
             "lr": 2e-4,
             "init": "torch_default",
+            "critic_bias": False,
         },
     }
 
@@ -337,7 +340,8 @@ class TGANBackbone(nd.Backbone):
         """Vector latents of ``latent_dim`` from z of the same size; the paper's time grid."""
         shape = (self.config.latent_dim,)
         spec = nd.TemporalSpec(shape, shape, self.config.frames)
-        return spec.with_reference(lambda s: Conv1dTemporal(Conv1dTemporalConfig(), s))
+        original = Conv1dTemporalConfig(bias=self.config.preset == "paper")  # as built below
+        return spec.with_reference(lambda s: Conv1dTemporal(original, s))
 
     def build(self, temporal: nd.TemporalGenerator) -> TGAN:
         """TGAN with ``temporal`` as its temporal generator."""
@@ -351,8 +355,10 @@ class TGANBackbone(nd.Backbone):
         (gain √2) weights for the MLP, f and the encoders, tanh, the chain form for orders 2
         and 3, the adjoint, SDE step 2.5e-2, and the authors' hidden width 978 for the
         first-order ``matched`` f."""
-        if self.config.preset != "paper" or "pre_mlp" not in options:
+        if self.config.preset != "paper":
             return {}
+        if "pre_mlp" not in options:  # the original G0 of the paper's code has its biases
+            return {"bias": True} if "channels" in options else {}
         out: dict[str, Any] = {
             "pre_mlp": (512, 512, 512),
             "pre_mlp_final_activation": True,
