@@ -132,7 +132,10 @@ class MoCoGANConfig:
     }
 
     preset: str = option(
-        "paper", "paper (64×64, batch 32) or tiny (32×32, narrow, batch 8)", one_of("paper", "tiny")
+        "paper",
+        "paper (64×64, batch 32; also gives the temporal plugin the authors' values of its unset "
+        "options) or tiny (32×32, narrow, batch 8; the plugin's own lighter defaults)",
+        one_of("paper", "tiny"),
     )
     size: int = option(64, "frame height and width in pixels", power_of_two)
     frames: int = option(16, "frames per video", positive)

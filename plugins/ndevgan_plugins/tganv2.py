@@ -245,8 +245,9 @@ class TGANv2Config:
 
     preset: str = option(
         "paper",
-        "paper (192×192, 4 levels, batch 32), 128px (3 levels), 64px (2 levels) or tiny "
-        "(48×48, 2 levels, narrow, batch 4 with batch reduction)",
+        "paper (192×192, 4 levels, batch 32; also gives the temporal plugin the authors' values "
+        "of its unset options), 128px (3 levels), 64px (2 levels) or tiny (48×48, 2 levels, "
+        "narrow, batch 4 with batch reduction); the others keep the plugin's own defaults",
         one_of("paper", "128px", "64px", "tiny"),
     )
     size: int = option(192, "frame height and width at the top level, in pixels", positive)

@@ -97,7 +97,12 @@ class SDESolverOptions:
         "diagonal (σ is (B, D), one Brownian channel per state) or general (σ is (B, D, m))",
         one_of(*NOISE_TYPES),
     )
-    dt: float = option(2.5e-2, "solver step (outputs between steps are interpolated)", positive)
+    dt: float = option(
+        2.5e-2,
+        "solver step (outputs between steps are interpolated; the paper's code: 2.5e-2 on TGAN "
+        "and MoCoGAN, 5e-2 on TGANv2, which their paper presets set)",
+        positive,
+    )
     adjoint: bool = option(
         False,
         "backpropagate with torchsde's stochastic adjoint (less memory, slower; with method "

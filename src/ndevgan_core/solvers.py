@@ -88,7 +88,9 @@ class ODESolverOptions:
     rtol: float = option(1e-7, "adaptive methods: relative tolerance", positive)
     atol: float = option(1e-9, "adaptive methods: absolute tolerance", non_negative)
     adjoint: bool = option(
-        False, "backpropagate with the adjoint method (torchdiffeq only; less memory, slower)"
+        False,
+        "backpropagate with the adjoint method (torchdiffeq only; less memory, slower; the "
+        "paper's code: true, which the backbones' paper presets set)",
     )
 
     def __attrs_post_init__(self) -> None:
