@@ -90,16 +90,21 @@ def test_paper_preset_publishes_the_biased_g0_and_tiny_keeps_none():
     registry = nd.Registry(entry_points=False, disabled=())
     paper_run = resolve({"plugins": {"backbone": "backbone.tgan"}}, registry)
     assert paper_run.components["temporal.conv1d"].bias
+    assert paper_run.components["temporal.conv1d"].init == "xavier_uniform"
     tiny = {"plugins": {"backbone": "backbone.tgan"}, "backbone": {"tgan": {"preset": "tiny"}}}
     tiny_run = resolve(tiny, registry)
     assert not tiny_run.components["temporal.conv1d"].bias
+    assert tiny_run.components["temporal.conv1d"].init == "torch_default"
     assert not tiny_run.components["backbone.tgan"].critic_bias
 
 
 def test_published_init_statistics():
     torch.manual_seed(0)
     backbone = paper()
-    gan = backbone.build(Conv1dTemporal(Conv1dTemporalConfig(), backbone.temporal_spec()))
+    g0 = Conv1dTemporal(
+        Conv1dTemporalConfig(bias=True, init="xavier_uniform"), backbone.temporal_spec()
+    )
+    gan = backbone.build(g0)
     g1 = gan.generator.image
     weights = [m.weight for m in g1.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))]
     for w in weights:  # U(-0.01, 0.01): bounded, std 0.01/sqrt(3)

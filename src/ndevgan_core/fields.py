@@ -87,9 +87,10 @@ class FieldOptions:
         "composed/matched: end f with the nonlinearity too (the paper's TGANv2 code does)",
     )
     init: str = option(
-        "xavier_uniform",
-        "weight init of f's layers: xavier_uniform (weights; biases keep torch's default, as "
-        "the paper's code), xavier_uniform_zero_bias, or torch_default (the paper's MoCoGAN)",
+        "xavier_uniform_zero_bias",
+        "init of f's layers: xavier_uniform (weights; biases keep torch's default, as the "
+        "paper's code — the paper presets set it), xavier_uniform_zero_bias (biases 0: ndevgan's "
+        "default, better at tiny scale), or torch_default (the paper's MoCoGAN)",
         one_of(*INITS),
     )
     init_gain: float = option(
