@@ -310,23 +310,33 @@ def _cubic_table(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weights
 
 
-@functools.lru_cache(maxsize=16)
-def _cubic_matrix(src: int, dst: int) -> np.ndarray:
-    """The weights of :func:`_cubic_table` as a dense (dst, src) matrix (float64: every product
-    and sum of the integer pipeline stays exact)."""
-    index, weights = _cubic_table(src, dst)
-    matrix = np.zeros((dst, src))
-    np.add.at(matrix, (np.repeat(np.arange(dst)[:, None], 4, axis=1), index), weights)
-    return matrix
-
-
 def cv2_cubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize ``uint8`` (H, W, C) to (height, width, C) as OpenCV's ``INTER_CUBIC`` does:
-    a horizontal then a vertical pass in integers, rounded once at the end (2^22)."""
-    planes = image.astype(np.float64).transpose(2, 0, 1)
-    rows = planes @ _cubic_matrix(image.shape[1], width).T
-    out = (_cubic_matrix(image.shape[0], height) @ rows).astype(np.int64)
-    return np.clip((out + (1 << 21)) >> 22, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    two separable passes of four taps in integers, rounded once at the end (2^22).
+
+    Plain numpy element-wise work, no BLAS call: prepare runs it in forked worker processes,
+    where a BLAS thread pool per worker would oversubscribe the cores.
+    """
+    xi, xw = _cubic_tables(image.shape[1], width)
+    yi, yw = _cubic_tables(image.shape[0], height)
+    # Integer sums are exact, so the order of the passes does not change the result; each
+    # pass gathers whole rows (contiguous), the fast direction for numpy.
+    pixels = image.astype(np.int32)
+    columns = pixels[yi[:, 0]] * yw[:, 0, None, None]  # |sum| < 2^20: int32 is exact
+    for k in range(1, 4):
+        columns += pixels[yi[:, k]] * yw[:, k, None, None]
+    columns = columns.transpose(1, 0, 2).astype(np.int64)
+    out = columns[xi[:, 0]] * xw[:, 0, None, None]
+    for k in range(1, 4):
+        out += columns[xi[:, k]] * xw[:, k, None, None]
+    out = np.clip((out + (1 << 21)) >> 22, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out.transpose(1, 0, 2))
+
+
+@functools.lru_cache(maxsize=16)
+def _cubic_tables(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    index, weights = _cubic_table(src, dst)
+    return index, weights.astype(np.int32)
 
 
 def resize_frame(frame: Any, height: int, width: int, resize: str = "cv2-cubic") -> np.ndarray:
