@@ -230,3 +230,38 @@ def test_cli_trains_the_tiny_preset_from_the_backbone_defaults(tmp_path):
     # the backbone's defaults: its original temporal generator, the tiny preset's sizes
     assert state["config"]["plugins"]["temporal"] in ("", "temporal.conv1d")
     assert state["config"]["backbone"]["tgan"]["size"] == 32
+
+
+def test_recipe_options_hinge_spectral_norm_and_adam():
+    config = build_config(
+        TGANConfig,
+        {
+            "preset": "tiny",
+            "loss": "hinge",
+            "critic_norm": "spectral",
+            "clip_every": 0,
+            "optimizer": "adam",
+            "beta1": 0.0,
+            "beta2": 0.9,
+        },
+        "backbone.tgan",
+    )
+    backbone = TGANBackbone(config)
+    torch.manual_seed(0)
+    gan = backbone.build(Conv1dTemporal(Conv1dTemporalConfig(), backbone.temporal_spec()))
+    critic = gan.discriminators["video"]
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in critic.modules())
+    convs = [m for m in critic.modules() if isinstance(m, nn.Conv3d)]
+    assert all(nn.utils.parametrize.is_parametrized(c, "weight") for c in convs)
+    opts = gan.configure_optimizers()
+    assert all(isinstance(o, torch.optim.Adam) for o in opts.values())
+    assert opts["generator"].param_groups[0]["betas"] == (0.0, 0.9)
+    real = torch.rand(4, 3, 16, 32, 32) * 2 - 1
+    metrics = gan.training_step(real, 0, opts, torch.Generator().manual_seed(1))
+    # the critic's loss is the hinge of the scores it logged (its weights changed after)
+    assert metrics["loss_d"] >= 0
+    with torch.no_grad():
+        sigma = torch.linalg.matrix_norm(convs[1].weight.flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, abs=0.05)  # spectral normalisation
+    with pytest.raises(ConfigError, match="beta2: expected a number in"):
+        build_config(TGANConfig, {"beta2": 1.0}, "backbone.tgan")

@@ -16,7 +16,7 @@ from ndevgan_core import media
 from ndevgan_core.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ndevgan_core.errors import CheckpointError, ConfigError
 from ndevgan_core.registry import Registry
-from ndevgan_core.runconfig import resolve
+from ndevgan_core.runconfig import assemble, resolve
 from ndevgan_core.trainer import ResumableBatchSampler, Trainer
 
 from .conftest import fast_raw
@@ -212,3 +212,43 @@ def test_batch_sampler_passes_the_epoch_to_datasets_that_ask_for_it():
         assert b == [i + 8 * epoch for i in a]  # ... with the epoch added
     resumed = iter(ResumableBatchSampler(8, 4, seed=0, start_step=3, epoch_indices=True))
     assert next(resumed) == second[1][4:]
+
+
+def test_generator_ema_is_the_weight_average_saved_resumed_and_sampled(tmp_path, registry):
+    from ndevgan_core.sampling import load_generator
+
+    cfg = config(registry, iterations=6, checkpoint_every=3, sample_every=100, ema=0.5)
+    straight = nd.train(cfg, registry, run_dir=tmp_path / "a")
+    state = load_checkpoint(straight)
+    ema = state["generator_ema"]
+    live = {
+        k[len("generator.") :]: v for k, v in state["model"].items() if k.startswith("generator.")
+    }
+    assert ema.keys() == live.keys()
+    moving = [k for k in ema if ema[k].is_floating_point() and "running" not in k]
+    assert any(not torch.equal(ema[k], live[k]) for k in moving)  # an average, not a copy
+    # the average of a 0.5 decay after one step: halfway between the start and the weights
+    one = nd.train(config(registry, iterations=1, sample_every=100, ema=0.5), registry,
+                   run_dir=tmp_path / "one")  # fmt: skip
+    torch.manual_seed(0)  # the trainer builds from run.seed = 0
+    start = assemble(cfg, registry).gan.generator.state_dict()
+    after = load_checkpoint(one)
+    weights = {
+        k[len("generator.") :]: v for k, v in after["model"].items() if k.startswith("generator.")
+    }
+    key = next(k for k in moving if k.endswith("weight"))
+    torch.testing.assert_close(after["generator_ema"][key], (start[key] + weights[key]) / 2)
+    # samples, scoring and export load the average
+    loaded = load_generator(straight, registry).generator.state_dict()
+    assert all(torch.equal(loaded[k], ema[k]) for k in ema)
+    # resuming restores it exactly
+    nd.train(cfg, registry, run_dir=tmp_path / "b")
+    (tmp_path / "b" / "checkpoints" / "step-00000006.pt").unlink()
+    resumed = nd.train(cfg, registry, resume=tmp_path / "b" / "checkpoints" / "step-00000003.pt")
+    again = load_checkpoint(resumed)["generator_ema"]
+    assert all(torch.equal(again[k], ema[k]) for k in ema)
+
+
+def test_ema_must_be_a_decay_below_one(registry):
+    with pytest.raises(ConfigError, match="ema: expected a decay in"):
+        config(registry, ema=1.0)
