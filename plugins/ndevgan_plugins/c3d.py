@@ -52,6 +52,7 @@ __all__ = [
     "load_chainer_npz",
     "preprocess",
     "preprocess_tganv2",
+    "read_c3d",
     "save_c3d",
 ]
 
@@ -368,6 +369,18 @@ def load_c3d(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     Raises:
         ConfigError: the file is missing, not a converted C3D file, or has wrong shapes.
     """
+    state, mean, _ = read_c3d(path)
+    return state, mean
+
+
+def c3d_preprocessing(path: str | Path) -> str:
+    """The preprocessing a converted C3D file asks for (files before it was recorded: tgan)."""
+    return read_c3d(path)[2]
+
+
+def read_c3d(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor, str]:
+    """``(state_dict, mean, preprocessing)`` of a file written by :func:`save_c3d`, read once
+    (``weights_only=True``); errors as :func:`load_c3d`'s."""
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -388,16 +401,10 @@ def load_c3d(path: str | Path) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     if not isinstance(mean, torch.Tensor):
         raise ConfigError(f"{path}: key 'mean' is missing or not a tensor")
     _crop_mean(mean)  # validates the shape
-    return _to_state_dict({k: v.numpy() for k, v in by_npz_key.items()}), mean
-
-
-def c3d_preprocessing(path: str | Path) -> str:
-    """The preprocessing a converted C3D file asks for (files before it was recorded: tgan)."""
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    style = payload.get("preprocessing", "tgan") if isinstance(payload, dict) else "tgan"
+    style = payload.get("preprocessing", "tgan")  # files from before it was recorded: tgan
     if style not in PREPROCESSING:
         raise ConfigError(f"{path}: unknown C3D preprocessing {style!r}; expected {PREPROCESSING}")
-    return style
+    return _to_state_dict({k: v.numpy() for k, v in by_npz_key.items()}), mean, style
 
 
 # ------------------------------------------------------------------------------------------

@@ -310,13 +310,9 @@ def _open(path: Path, dropout_compat: bool) -> nd.VideoClassifier | None:
         return ScriptedDetector(module, file_digest(path), str(path))
     fmt = _peek_format(path)
     if fmt == "ndevgan.c3d":
-        state, mean = c3d.load_c3d(path)
+        state, mean, preprocessing = c3d.read_c3d(path)
         return C3DClassifier(
-            state,
-            mean,
-            file_digest(path),
-            dropout_compat=dropout_compat,
-            preprocessing=c3d.c3d_preprocessing(path),
+            state, mean, file_digest(path), dropout_compat, preprocessing=preprocessing
         )
     if fmt == _SHAPES_FORMAT:
         from . import shapes_classifier

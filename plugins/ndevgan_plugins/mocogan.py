@@ -321,10 +321,7 @@ class MoCoGAN(nd.VideoGAN):
         rendered (as the paper's code does), so the image generator's batch is ``b``."""
         g = self.generator
         z = g.sample_z(b, rng, device)
-        t = g.spec.times(device)
-        start = z if g.temporal_slice is None else z[:, slice(*g.temporal_slice)]
-        kwargs = {"generator": rng} if g.temporal.stochastic else {}
-        latents = g.temporal(start, t, **kwargs)
+        latents = g.frame_latents(z, generator=rng)
         index = torch.randint(latents.shape[1], (b,), generator=rng).to(device)
         chosen = latents[torch.arange(b, device=device), index].unsqueeze(1)
         return g.image(chosen, z)[:, 0]

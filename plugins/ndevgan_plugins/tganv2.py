@@ -627,11 +627,7 @@ class TGANv2(nd.VideoGAN):
         :meth:`TGANv2ImageGenerator.render_levels`); a stochastic temporal generator draws its
         noise from ``rng``."""
         g = self.generator
-        t = g.spec.times(z.device)
-        g.temporal.check_times(t)
-        kwargs = {"generator": rng} if g.temporal.stochastic else {}
-        latents = g.temporal(z, t, **kwargs)
-        return g.image.render_levels(latents, rng)
+        return g.image.render_levels(g.frame_latents(z, generator=rng), rng)
 
     @staticmethod
     def _take_step(

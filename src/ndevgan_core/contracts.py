@@ -274,20 +274,31 @@ class VideoGenerator(nn.Module):
         """Generate videos ``(B, C, T, H, W)`` for latents ``z`` at times ``t`` (default: the
         training grid). ``noise``/``generator`` reach a stochastic temporal generator (see
         :class:`TemporalGenerator`) and are ignored by deterministic ones."""
+        latents = self.frame_latents(z, t, noise=noise, generator=generator)
+        frames = self.image(latents, z)
+        return frames.transpose(1, 2)
+
+    def frame_latents(
+        self,
+        z: torch.Tensor,
+        t: torch.Tensor | None = None,
+        *,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The temporal generator's part of :meth:`forward`: the frame latents ``(B, T,
+        *latent_shape)`` of ``z`` at ``t``, for backbones that render them their own way."""
         if t is None:
             t = self.spec.times(z.device)
         self.temporal.check_times(t)
         start = z if self.temporal_slice is None else z[:, slice(*self.temporal_slice)]
         if self.temporal.stochastic:
-            latents = self.temporal(start, t, noise=noise, generator=generator)
-        elif noise is not None:
+            return self.temporal(start, t, noise=noise, generator=generator)
+        if noise is not None:
             raise ConfigError(
                 f"{self.temporal.plugin_name} is deterministic; it takes no noise input"
             )
-        else:
-            latents = self.temporal(start, t)
-        frames = self.image(latents, z)
-        return frames.transpose(1, 2)
+        return self.temporal(start, t)
 
 
 class VideoGAN(nn.Module, abc.ABC):
