@@ -265,3 +265,34 @@ def test_recipe_options_hinge_spectral_norm_and_adam():
     assert sigma.item() == pytest.approx(1.0, abs=0.05)  # spectral normalisation
     with pytest.raises(ConfigError, match="beta2: expected a number in"):
         build_config(TGANConfig, {"beta2": 1.0}, "backbone.tgan")
+
+
+def test_nonsaturating_loss_r1_no_norm_and_a_critic_learning_rate():
+    config = build_config(
+        TGANConfig,
+        {
+            "preset": "tiny", "g_channels": 4, "d_channels": 4, "latent_dim": 8,
+            "loss": "nonsaturating", "critic_norm": "none", "r1": 2.0, "clip_every": 0,
+            "optimizer": "adam", "lr": 1e-4, "d_lr": 4e-4,
+        },
+        "backbone.tgan",
+    )  # fmt: skip
+    backbone = TGANBackbone(config)
+    torch.manual_seed(0)
+    gan = backbone.build(Conv1dTemporal(Conv1dTemporalConfig(channels=8), backbone.temporal_spec()))
+    critic = gan.discriminators["video"]
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in critic.modules())
+    assert all(m.bias is not None for m in critic.modules() if isinstance(m, nn.Conv3d))
+    opts = gan.configure_optimizers()
+    assert opts["generator"].param_groups[0]["lr"] == 1e-4
+    assert opts["discriminator"].param_groups[0]["lr"] == 4e-4
+    real = torch.rand(2, 3, 16, 32, 32) * 2 - 1
+    # the critic's logged loss = softplus terms of its logged means' inputs + λ E‖∇D(real)‖²
+    x = real.clone().requires_grad_(True)
+    scores = critic(x)
+    (grad,) = torch.autograd.grad(scores.sum(), x)
+    penalty = 2.0 * grad.pow(2).flatten(1).sum(1).mean()
+    metrics = gan.training_step(real, 0, opts, torch.Generator().manual_seed(1))
+    assert metrics["d_real"] == pytest.approx(scores.mean().item(), abs=1e-5)
+    assert metrics["loss_d"] > penalty.item() > 0
+    assert metrics["loss_g"] > 0  # softplus(-D(fake)) is positive

@@ -16,6 +16,7 @@ from ndevgan_core import media
 from ndevgan_core.checkpoint import load_checkpoint
 from ndevgan_core.config import build_config
 from ndevgan_core.errors import ConfigError
+from ndevgan_core.losses import r1_penalty
 from ndevgan_core.runconfig import resolve
 from ndevgan_plugins.ode import ODEConfig, ODETemporal
 from ndevgan_plugins.sde import SDEConfig, SDETemporal
@@ -26,7 +27,6 @@ from ndevgan_plugins.tganv2 import (
     TGANv2Config,
     VideoDiscriminator,
     _halve,
-    r1_penalty,
     subsample_frames,
 )
 

@@ -35,6 +35,18 @@ HINGE_SN = [
     "backbone.tgan.clip_every=0",
 ]
 
+ADAM_DCGAN = [
+    "backbone.tgan.optimizer=adam",
+    "backbone.tgan.beta1=0.5",
+    "backbone.tgan.beta2=0.999",
+]
+NS_R1 = [
+    "backbone.tgan.loss=nonsaturating",
+    "backbone.tgan.critic_norm=none",
+    "backbone.tgan.r1=1.0",
+    "backbone.tgan.clip_every=0",
+]
+
 VARIANTS: dict[str, list[str]] = {
     # ndevgan 0.1's tiny recipe: WGAN + singular value clipping, RMSprop 2e-4, batch 8
     "baseline": [
@@ -50,6 +62,19 @@ VARIANTS: dict[str, list[str]] = {
     "hinge-sn-adam-ema": [*HINGE_SN, *ADAM, "run.ema=0.99"],
     "hinge-sn-adam-ema-b16": [*HINGE_SN, *ADAM, "run.ema=0.99", "backbone.tgan.batch_size=16"],
     "hinge-sn-adam-ema-lr4": [*HINGE_SN, *ADAM, "run.ema=0.99", "backbone.tgan.lr=4e-4"],
+    # the DCGAN recipe: non-saturating loss, batch-norm critic, Adam(0.5, 0.999), no clipping
+    "ns-bn-adam": ["backbone.tgan.loss=nonsaturating", "backbone.tgan.clip_every=0", *ADAM_DCGAN],
+    "hinge-bn-adam": ["backbone.tgan.loss=hinge", "backbone.tgan.clip_every=0", *ADAM_DCGAN],
+    # StyleGAN's regulariser: no normalisation in the critic, R1 on real videos
+    "ns-r1-adam": [*NS_R1, *ADAM_DCGAN],
+    "ns-r1-adam-d32": [*NS_R1, *ADAM_DCGAN, "backbone.tgan.d_channels=32"],
+    "ns-r1-adam-ttur": [*NS_R1, *ADAM_DCGAN, "backbone.tgan.lr=1e-4", "backbone.tgan.d_lr=4e-4"],
+    "ns-r1-adam-ema": [*NS_R1, *ADAM_DCGAN, "run.ema=0.99"],
+    # the shipped recipe's neighbours: learning rate, widths, batch
+    "demo-lr5e-4": ["backbone.tgan.lr=5e-4"],
+    "demo-g32": ["backbone.tgan.g_channels=32"],
+    "demo-d32": ["backbone.tgan.d_channels=32"],
+    "demo-b16": ["backbone.tgan.batch_size=16"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the demo with the authors' choices where `tiny` keeps ndevgan's (docs/FIDELITY.md)

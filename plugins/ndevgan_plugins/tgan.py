@@ -22,7 +22,12 @@ from torch import nn
 import ndevgan_core as nd
 from ndevgan_core.config import non_negative, one_of, option, positive, power_of_two
 from ndevgan_core.errors import ConfigError
-from ndevgan_core.losses import singular_value_clip, wgan_discriminator_loss, wgan_generator_loss
+from ndevgan_core.losses import (
+    r1_penalty,
+    singular_value_clip,
+    wgan_discriminator_loss,
+    wgan_generator_loss,
+)
 
 # ------------------------------------------------------------------------------------------
 # temporal.conv1d — TGAN's G0
@@ -157,21 +162,33 @@ class TGANConfig:
     )
     loss: str = option(
         "wgan",
-        "wgan (the paper: critic E[D(fake)] − E[D(real)], G −E[D(fake)]) or hinge (critic "
-        "E[relu(1 − D(real))] + E[relu(1 + D(fake))], G −E[D(fake)])",
-        one_of("wgan", "hinge"),
+        "wgan (the paper: critic E[D(fake)] − E[D(real)], G −E[D(fake)]), hinge (critic "
+        "E[relu(1 − D(real))] + E[relu(1 + D(fake))], G −E[D(fake)]) or nonsaturating "
+        "(critic E[softplus(−D(real))] + E[softplus(D(fake))], G E[softplus(−D(fake))])",
+        one_of("wgan", "hinge", "nonsaturating"),
     )
     critic_norm: str = option(
         "batchnorm",
-        "batchnorm (the paper) or spectral (spectral normalisation of every critic "
-        "convolution instead of batch norm)",
-        one_of("batchnorm", "spectral"),
+        "batchnorm (the paper), spectral (spectral normalisation of every critic convolution "
+        "instead of batch norm) or none (neither; pair it with r1)",
+        one_of("batchnorm", "spectral", "none"),
+    )
+    r1: float = option(
+        0.0,
+        "λ of the R1 penalty on real videos, λ · E‖∇ₓD(x)‖² added to the critic loss "
+        "(0: none; the paper has none)",
+        non_negative,
     )
     optimizer: str = option(
         "rmsprop", "rmsprop (the paper) or adam (with beta1, beta2)", one_of("rmsprop", "adam")
     )
     beta1: float = option(0.5, "adam: β1", non_negative)
     beta2: float = option(0.999, "adam: β2", non_negative)
+    d_lr: float = option(
+        0.0,
+        "learning rate of the critic (0: the same as lr; the paper uses one rate)",
+        non_negative,
+    )
 
     def __attrs_post_init__(self) -> None:
         for name in ("beta1", "beta2"):
@@ -245,11 +262,12 @@ class Critic(nn.Module):
         c_in, c = 3, config.d_channels
         n = int(math.log2(config.size // 4))
         spectral = config.critic_norm == "spectral"
+        batchnorm = config.critic_norm == "batchnorm"
         for i in range(n):
             layers.append(
-                nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0 or config.critic_bias or spectral)
+                nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0 or config.critic_bias or not batchnorm)
             )
-            if i > 0 and not spectral:
+            if i > 0 and batchnorm:
                 layers.append(nn.BatchNorm3d(c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
@@ -284,14 +302,14 @@ class TGAN(nd.VideoGAN):
         """RMSprop (the paper) or Adam for the generator and the critic."""
         c = self.config
 
-        def make(params: Any) -> torch.optim.Optimizer:
+        def make(params: Any, lr: float) -> torch.optim.Optimizer:
             if c.optimizer == "adam":
-                return torch.optim.Adam(params, lr=c.lr, betas=(c.beta1, c.beta2))
-            return torch.optim.RMSprop(params, lr=c.lr)
+                return torch.optim.Adam(params, lr=lr, betas=(c.beta1, c.beta2))
+            return torch.optim.RMSprop(params, lr=lr)
 
         return {
-            "generator": make(self.generator.parameters()),
-            "discriminator": make(self.discriminators.parameters()),
+            "generator": make(self.generator.parameters(), c.lr),
+            "discriminator": make(self.discriminators.parameters(), c.d_lr or c.lr),
         }
 
     def training_step(
@@ -305,28 +323,39 @@ class TGAN(nd.VideoGAN):
         iterations, from iteration 0 on, as the paper's code) singular value clipping."""
         g, d = self.generator, self.discriminators["video"]
         b = real.shape[0]
+        c = self.config
         with torch.no_grad():
             fake = g(g.sample_z(b, rng, real.device), generator=rng)
+        if c.r1:
+            real = real.detach().requires_grad_(True)
         scores_real, scores_fake = d(real), d(fake)
         d_real, d_fake = scores_real.mean(), scores_fake.mean()
-        if self.config.loss == "hinge":
+        if c.loss == "hinge":
             loss_d = F.relu(1 - scores_real).mean() + F.relu(1 + scores_fake).mean()
+        elif c.loss == "nonsaturating":
+            loss_d = F.softplus(-scores_real).mean() + F.softplus(scores_fake).mean()
         else:
             loss_d = wgan_discriminator_loss(d_real, d_fake)
+        if c.r1:
+            loss_d = loss_d + r1_penalty([scores_real], [real], c.r1, "mean")
         optimizers["discriminator"].zero_grad(set_to_none=True)
         loss_d.backward()
         optimizers["discriminator"].step()
 
         d.requires_grad_(False)
         try:
-            loss_g = wgan_generator_loss(d(g(g.sample_z(b, rng, real.device), generator=rng)))
+            scores = d(g(g.sample_z(b, rng, real.device), generator=rng))
+            if c.loss == "nonsaturating":
+                loss_g = F.softplus(-scores).mean()
+            else:
+                loss_g = wgan_generator_loss(scores)
             optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             optimizers["generator"].step()
         finally:
             d.requires_grad_(True)
-        if self.config.clip_every and step % self.config.clip_every == 0:
-            floor = 0.01 if self.config.gamma_clip == "published" else None
+        if c.clip_every and step % c.clip_every == 0:
+            floor = 0.01 if c.gamma_clip == "published" else None
             singular_value_clip(d, gamma_floor=floor)
         return {
             "loss_d": loss_d.item(),

@@ -71,6 +71,7 @@ from torch import nn
 import ndevgan_core as nd
 from ndevgan_core.config import non_negative, one_of, option, positive
 from ndevgan_core.errors import ConfigError
+from ndevgan_core.losses import r1_penalty
 
 # ------------------------------------------------------------------------------------------
 # temporal.clstm — TGANv2's ConvLSTM temporal generator
@@ -558,28 +559,6 @@ class VideoDiscriminator(nn.Module):
         if self.final_relu:
             h = F.relu(h)
         return self.linear(h.sum(dim=(2, 3, 4))).squeeze(1)
-
-
-# ------------------------------------------------------------------------------------------
-# Losses
-
-
-def r1_penalty(
-    scores: Sequence[torch.Tensor],
-    inputs: Sequence[torch.Tensor],
-    weight: float,
-    reduction: str = "sum",
-) -> torch.Tensor:
-    """R1: ``weight`` · Σ_levels Σ_videos ‖∇_x D(x)‖² (``sum``, the release) or with the mean
-    over each level's videos (``mean``). ``scores[k]`` are D's outputs (B_k,) for the real
-    ``inputs[k]``, which must require grad; the penalty keeps its graph (create_graph) so it
-    can be minimised."""
-    grads = torch.autograd.grad([s.sum() for s in scores], list(inputs), create_graph=True)
-    total = scores[0].new_zeros(())
-    for g in grads:
-        per_video = g.pow(2).flatten(1).sum(1)
-        total = total + (per_video.sum() if reduction == "sum" else per_video.mean())
-    return weight * total
 
 
 # ------------------------------------------------------------------------------------------

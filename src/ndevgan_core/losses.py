@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -45,3 +47,21 @@ def singular_value_clip(
                 sigma = torch.sqrt(layer.running_var)
                 gamma = torch.maximum(layer.weight, gamma_floor * sigma)
                 layer.weight.copy_(torch.minimum(gamma, max_value * sigma))
+
+
+def r1_penalty(
+    scores: Sequence[torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    weight: float,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """The R1 gradient penalty on real data: ``weight`` · Σ_k Σ_videos ‖∇_x D(x)‖² over the
+    inputs ``k`` (``sum``; TGANv2's release) or with the mean over each input's videos
+    (``mean``). ``scores[k]`` are D's outputs (B_k,) for the real ``inputs[k]``, which must
+    require grad; the penalty keeps its graph (create_graph) so it can be minimised."""
+    grads = torch.autograd.grad([s.sum() for s in scores], list(inputs), create_graph=True)
+    total = scores[0].new_zeros(())
+    for g in grads:
+        per_video = g.pow(2).flatten(1).sum(1)
+        total = total + (per_video.sum() if reduction == "sum" else per_video.mean())
+    return weight * total
