@@ -31,6 +31,12 @@ FAST = [
     "run.progress=false",
 ]
 
+FAST_MODEL = [
+    arg for pair in zip(FAST[::2], FAST[1::2]) if "dataset." not in pair[1] for arg in pair
+]
+"""FAST without its ``dataset.shapes`` setting, for runs on another dataset (``--set`` on a
+dataset the run does not use is an error)."""
+
 TEMPORAL_SOURCE = """
 import attrs
 import ndevgan_core as nd

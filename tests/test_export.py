@@ -435,3 +435,53 @@ def test_dynamo_exporter_gives_the_same_graph_numbers(ode_export, checkpoint, re
     a = OnnxVideoGenerator(torchscript, "cpu")(inputs["z"])
     b = OnnxVideoGenerator(tmp_path / "d.onnx", "cpu")(inputs["z"])
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("z", "message"),
+    [
+        ([[0.0] * 99], "input z has shape (1, 99)"),
+        (0.5, "input z has shape ()"),
+        (np.array([[None] * 100], dtype=object), "expected an array of real numbers, got dtype"),
+        (np.full((1, 100), np.nan, dtype=np.float32), "input z holds NaN or infinite values"),
+        (np.array([["a"] * 100]), "expected an array of real numbers, got dtype <U1"),
+    ],
+)
+def test_onnx_api_names_the_bad_input_instead_of_a_numpy_error(ode_export, z, message):
+    gen = OnnxVideoGenerator(ode_export[1], "cpu")
+    with pytest.raises(ConfigError) as err:
+        gen(z)
+    assert message in str(err.value)
+
+
+def test_onnx_api_takes_lists_and_bfloat16_like_float32(ode_export):
+    gen = OnnxVideoGenerator(ode_export[1], "cpu")
+    z = torch.rand(2, 100) * 2 - 1
+    expected = gen(z.numpy())
+    np.testing.assert_allclose(gen(z.tolist()), expected, atol=1e-6)
+    as_bf16 = gen(z.to(torch.bfloat16))
+    np.testing.assert_allclose(
+        as_bf16.numpy(), gen(z.to(torch.bfloat16).float().numpy()), atol=1e-6
+    )
+
+
+def test_onnx_file_whose_metadata_disagrees_with_its_graph_is_one_error(ode_export, tmp_path):
+    import json
+
+    import onnx
+
+    from ndevgan_core.runtime import METADATA_KEY
+
+    model = onnx.load(str(ode_export[1]))
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            meta = json.loads(prop.value)
+            meta["inputs"]["z"]["shape"] = ["batch", 50]
+            prop.value = json.dumps(meta)
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(ConfigError, match=r"input z has shape \['batch', 100\] but its metadata"):
+        OnnxVideoGenerator(bad, "cpu")
+    proc = ndevgan("infer", str(bad), "--out", str(tmp_path / "v.mp4"), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "but its metadata says (batch, 50)" in proc.stderr

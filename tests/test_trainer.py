@@ -119,7 +119,7 @@ def test_resume_refuses_a_changed_plugin_config(tmp_path, registry):
     run_dir = nd.train(cfg, registry, run_dir=tmp_path / "r")
     raw = fast_raw(iterations=4)
     raw["temporal"] = {"ode": {"method": "euler"}}
-    with pytest.raises(ConfigError, match=r"cannot resume.*\[temporal\]"):
+    with pytest.raises(ConfigError, match=r"cannot resume.*temporal\.ode\.method"):
         Trainer(resolve(raw, registry), registry, resume=run_dir)
 
 
@@ -170,7 +170,7 @@ class Evil:
 def test_checkpoint_loading_never_runs_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": "ndevgan.checkpoint", "payload": Evil()}, path)
-    with pytest.raises(CheckpointError, match="does not run pickled code"):
+    with pytest.raises(CheckpointError, match="never runs code from a checkpoint"):
         load_checkpoint(path)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pickle
 import shutil
 import sys
@@ -24,12 +25,13 @@ from ndevgan_core import media
 from ndevgan_core.checkpoint import load_checkpoint
 from ndevgan_core.cli import cli
 from ndevgan_core.config import build_config
+from ndevgan_core.errors import ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import raw_config, resolve
 from ndevgan_plugins import ucf101_store as store
 from ndevgan_plugins.ucf101 import UCF101Config, UCF101Dataset
 
-from .conftest import FAST, ROOT, ndevgan
+from .conftest import FAST_MODEL, ROOT, ndevgan
 
 
 def _load_fixture_tool():
@@ -174,7 +176,7 @@ def test_cli_prepare_info_show(tree, tmp_path):
     assert not store.partial_path(db).exists()
 
     out = ndevgan("data", "info", str(db)).stdout
-    assert "ndevgan.ucf101-lmdb version 1" in out
+    assert "ndevgan.ucf101-lmdb version 2" in out
     assert "64×85 (rows×cols)" in out and "split       1, subset train" in out
     assert "6 of 6 listed; 240 frames" in out
     assert "ndevgan data prepare ucf101 --root" in out
@@ -268,7 +270,7 @@ def test_decode_tasks_run_in_a_spawn_pool(tree):
     with store.worker_pool(2, method="spawn") as pool:
         results = list(store.run_tasks(tasks, pool, 2))
     assert [r[0] for r in results] == [0, 1, 2]
-    assert all(len(r[1]) == 40 and len(r[1][0]) == 32 * 43 * 3 for r in results)
+    assert all(len(r[1]) == 40 and len(r[1][0]) == 4 + 32 * 43 * 3 for r in results)  # + CRC
 
 
 def _bad_tree(tree: Path, where: Path) -> Path:
@@ -522,7 +524,7 @@ def test_database_errors_name_the_problem(db64, tmp_path):
     with pytest.raises(nd.ConfigError) as err:
         UCF101Dataset(UCF101Config(path=str(old)), spec())
     message = str(err.value)
-    assert "is format version 0; this ndevgan reads version 1" in message
+    assert "is format version 0; this ndevgan reads versions 1, 2" in message
     assert "Prepare it again: ndevgan data prepare ucf101 --root" in message
     assert message.endswith("--overwrite")
     with pytest.raises(nd.ConfigError, match="dataset.ucf101.path: required"):
@@ -558,7 +560,7 @@ def test_training_from_the_database_through_the_cli(tree, tmp_path):
     prepare(tree, db, size=32)
     proc = ndevgan(
         "run",
-        *FAST,
+        *FAST_MODEL,
         "--plugin",
         "dataset.ucf101",
         "--set",
@@ -579,7 +581,7 @@ def test_training_from_the_database_through_the_cli(tree, tmp_path):
     assert state["step"] == 2 and state["config"]["dataset"]["ucf101"]["path"] == str(db)
     proc = ndevgan(
         "run",
-        *FAST,
+        *FAST_MODEL,
         "--plugin",
         "dataset.ucf101",
         "--set",
@@ -647,3 +649,94 @@ def test_ctrl_c_leaves_a_partial_database_that_resumes(tmp_path):
     ref = tmp_path / "ref"
     subprocess.run([*args, "--out", str(ref)], capture_output=True, check=True)
     assert contents(db) == contents(ref)
+
+
+# ---------------------------------------------------------------------------- damaged databases
+
+
+def _copy_db(db: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "copy.lmdb"
+    shutil.copytree(db, out)
+    return out
+
+
+def _rewrite_record(db: Path, key: bytes, change) -> None:
+    env = lmdb.open(str(db), map_size=1 << 30)
+    try:
+        with env.begin(write=True) as txn:
+            txn.put(key, change(bytes(txn.get(key))))
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_truncated_database_is_one_line_naming_the_sizes_never_a_signal(db64, tmp_path, fraction):
+    db = _copy_db(db64, tmp_path)
+    data = db / "data.mdb"
+    full = data.stat().st_size
+    os.truncate(data, int(full * fraction))
+    proc = ndevgan("data", "info", str(db), check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{data} is truncated: {int(full * fraction):,} bytes" in proc.stderr
+    assert f"records {full:,}" in proc.stderr
+    proc = ndevgan(
+        "run", *FAST_MODEL, "--plugin", "backbone.tgan", "--plugin", "dataset.ucf101",
+        "--set", "backbone.tgan.preset=tiny", "--set", f"dataset.ucf101.path={db}",
+        "--set", f"run.out={tmp_path / 'runs'}", "--set", "run.iterations=1",
+        "--set", "run.workers=2", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "is truncated" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_damaged_frame_is_an_error_naming_the_video_and_frame(db64, tmp_path):
+    db = _copy_db(db64, tmp_path)
+    flip = lambda value: value[:100] + bytes([value[100] ^ 0x01]) + value[101:]  # noqa: E731
+    _rewrite_record(db, store.frame_key(3, 7), flip)
+    database = store.Database(db)
+    assert database.checksums
+    database.read_frames(3, range(7))  # the intact frames still read
+    with pytest.raises(ConfigError, match=r"frame 7 of video 3 \(.*\.avi\) is damaged"):
+        database.read_frames(3, [7])
+    database.close()
+    proc = ndevgan("data", "verify", str(db), "--no-progress", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "damaged: frame 7 of video 3" in proc.stderr
+    assert "1 of 480 frame records are damaged or missing" in proc.stderr
+    assert "all 480 frames of 12 videos are intact" in ndevgan("data", "verify", str(db64)).stdout
+
+
+def test_a_damaged_video_record_is_refused_when_the_database_opens(db64, tmp_path):
+    db = _copy_db(db64, tmp_path)
+    _rewrite_record(db, store.video_key(5), lambda v: v.replace(b'"frames": 40', b'"frames": 90'))
+    with pytest.raises(ConfigError, match="the record of video 5 is damaged"):
+        store.Database(db)
+
+
+def test_version_1_databases_without_checksums_are_still_read(db64, tmp_path):
+    db = _copy_db(db64, tmp_path)
+    env = lmdb.open(str(db), map_size=1 << 30)
+    with env.begin(write=True) as txn:
+        for key, value in list(txn.cursor()):
+            if key != store.META_KEY:
+                txn.put(key, bytes(store.unseal(value)))  # strip the checksum: version 1
+        meta = json.loads(txn.get(store.META_KEY))
+        meta["version"] = 1
+        txn.put(store.META_KEY, json.dumps(meta).encode())
+    env.close()
+    old, new = store.Database(db), store.Database(db64)
+    assert not old.checksums
+    np.testing.assert_array_equal(old.read_video(2), new.read_video(2))
+    old.close()
+    new.close()
+    assert "format version 1 has no checksums" in ndevgan("data", "verify", str(db)).stdout
+
+
+def test_lmdb_size_check_reads_the_real_header(db64):
+    # the size the meta pages record is exactly the file LMDB wrote
+    store.check_lmdb_size(db64)
+    with pytest.raises(ConfigError, match="not an LMDB file"):
+        bad = db64.parent / "not-lmdb"
+        bad.mkdir(exist_ok=True)
+        (bad / "data.mdb").write_bytes(b"\0" * 10000)
+        store.check_lmdb_size(bad)

@@ -376,7 +376,7 @@ def metrics_group() -> None:
     "--out",
     default="c3d_ucf101.pt",
     show_default=True,
-    type=click.Path(dir_okay=False),
+    type=nd.OutputPath(),
     help="The converted file (an 'ndevgan.c3d' torch file, tensors only).",
 )
 @click.option(

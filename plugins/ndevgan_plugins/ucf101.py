@@ -305,7 +305,12 @@ def prepare_group() -> None:
     show_default=True,
     help="Stored frame height; the width is round(size·4/3): 64 → 64×85, 192 → 192×256.",
 )
-@click.option("--out", required=True, type=click.Path(), help="The database directory to write.")
+@click.option(
+    "--out",
+    required=True,
+    type=nd.OutputPath(directory=True),
+    help="The database directory to write.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=0),
@@ -484,6 +489,12 @@ def info_command(db: str, as_json: bool) -> None:
             "stored frame)",
         ),
         ("min frames", str(meta.get("min_frames", ""))),
+        (
+            "checked",
+            "file size against the LMDB header, every video record"
+            + (" (checksums)" if database.checksums else " (version 1: no checksums)")
+            + "; `ndevgan data verify` checks every frame",
+        ),
         ("made by", meta.get("command", "")),
         ("created", f"{meta.get('created', '')} (ndevgan {meta.get('ndevgan', '?')})"),
     ]
@@ -496,13 +507,37 @@ def info_command(db: str, as_json: bool) -> None:
         click.echo(f"  {reason}: " + ", ".join(files))
 
 
+@data_group.command("verify")
+@click.argument("db", type=click.Path())
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def verify_command(db: str, progress: bool) -> None:
+    """Check every record of a database: each frame present, of the stored size, and (version
+    2 on) matching its checksum. Lists every damaged record; exits 1 if there is one."""
+    database = store.Database(db)
+    with nd.progress_bar(
+        total=len(database.videos), disable=not progress, desc="verify", unit="video"
+    ) as bar:
+        problems = database.verify(bar.update)
+    frames = sum(v.frames for v in database.videos)
+    if not database.checksums:
+        click.echo(f"{db}: format version 1 has no checksums; only presence and size checked")
+    if problems:
+        for line in problems:
+            click.echo(f"damaged: {line}", err=True)
+        raise click.ClickException(
+            f"{db}: {len(problems)} of {frames} frame records are damaged or missing; prepare "
+            "the database again"
+        )
+    click.echo(f"{db}: all {frames} frames of {len(database.videos)} videos are intact")
+
+
 @data_group.command("show")
 @click.argument("db", type=click.Path())
 @click.option("--video", "video", type=click.IntRange(min=0), required=True, help="Video id.")
 @click.option(
     "--out",
     required=True,
-    type=click.Path(dir_okay=False),
+    type=nd.OutputPath(),
     help="x.mp4 or x.gif (the video) or x.png (a strip of up to 16 frames).",
 )
 @click.option("--fps", type=click.IntRange(min=1), default=25, show_default=True)

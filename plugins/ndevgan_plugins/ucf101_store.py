@@ -16,6 +16,12 @@ record, keys in ASCII:
     Frame 34 of video 12: RGB ``uint8`` H×W×3 in row-major order, stored once, losslessly —
     ``raw`` bytes, or ``zlib`` of those bytes (see ``--codec``).
 
+Since version 2 every video and frame record starts with the CRC-32 of the rest (4 bytes,
+little-endian), checked on every read: a damaged record is an error naming the video and
+frame, never altered pixels. Version 1 databases (no checksums) are still read. Opening a
+database first compares ``data.mdb``'s size with the size its LMDB meta pages record
+(:func:`check_lmdb_size`): a truncated file would otherwise kill the reader with SIGBUS.
+
 Frames are decoded with PyAV to RGB and resized bicubic by one of two methods (``--resize``):
 
 - ``cv2-cubic`` (the default): OpenCV's ``INTER_CUBIC`` as the paper's code and tgan2 used
@@ -44,6 +50,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import struct
 import sys
 import time
 import zlib
@@ -57,7 +64,10 @@ import lmdb
 import numpy as np
 
 FORMAT = "ndevgan.ucf101-lmdb"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1 (ndevgan 0.1) has no record checksums; it is read without them."""
+_CRC = struct.Struct("<I")
 META_KEY = b"__meta__"
 CODECS = ("raw", "zlib")
 SUBSETS = ("train", "test", "all")
@@ -401,9 +411,30 @@ def _short(exc: BaseException) -> str:
 
 
 def encode_frame(frame: np.ndarray, codec: str, level: int) -> bytes:
-    """One frame's stored bytes."""
+    """One frame's stored bytes (sealed with its checksum)."""
     raw = np.ascontiguousarray(frame, dtype=np.uint8).tobytes()
-    return zlib.compress(raw, level) if codec == "zlib" else raw
+    return seal(zlib.compress(raw, level) if codec == "zlib" else raw)
+
+
+def seal(payload: bytes) -> bytes:
+    """A record as stored since version 2: the CRC-32 of ``payload``, then ``payload``."""
+    return _CRC.pack(zlib.crc32(payload)) + payload
+
+
+class DamagedRecordError(Exception):
+    """A record's checksum does not match its content."""
+
+
+def unseal(data: Any) -> memoryview:
+    """The payload of a sealed record (a view, no copy); :class:`DamagedRecordError` if its
+    checksum does not match."""
+    view = memoryview(data)
+    if len(view) < _CRC.size:
+        raise DamagedRecordError("shorter than its checksum")
+    payload = view[_CRC.size :]
+    if zlib.crc32(payload) != _CRC.unpack_from(view)[0]:
+        raise DamagedRecordError("its CRC-32 does not match its content")
+    return payload
 
 
 def decode_frame(data: Any, codec: str) -> Any:
@@ -500,6 +531,46 @@ def _is_database(path: Path) -> bool:
     return (path / "data.mdb").is_file()
 
 
+_LMDB_MAGIC = 0xBEEFC0DE
+# MDB_meta after the 16-byte page header: magic, version (uint32), address, mapsize, then two
+# MDB_db of 48 bytes (the free-list db's first field is the page size), last page, txn id.
+_LMDB_META = struct.Struct("<IIQQ I44x 48x QQ")
+
+
+def check_lmdb_size(path: Path, what: str = "database") -> None:
+    """Refuse an LMDB file smaller than its meta pages say it is (a truncated copy), before
+    anything maps it: reading past the end of a mapped file kills the process with SIGBUS."""
+    data_file = path / "data.mdb"
+    try:
+        size = data_file.stat().st_size
+        with data_file.open("rb") as fh:
+            first = fh.read(16 + _LMDB_META.size)
+            metas = []
+            if len(first) == 16 + _LMDB_META.size:
+                metas.append(_LMDB_META.unpack_from(first, 16))
+                page_size = metas[0][4]
+                if metas[0][0] == _LMDB_MAGIC and page_size >= 512:
+                    fh.seek(page_size)
+                    second = fh.read(16 + _LMDB_META.size)
+                    if len(second) == 16 + _LMDB_META.size:
+                        metas.append(_LMDB_META.unpack_from(second, 16))
+    except OSError as exc:
+        raise _config_error(f"{what} {data_file}: cannot read it ({exc.strerror})") from None
+    valid = [m for m in metas if m[0] == _LMDB_MAGIC]
+    if not valid:
+        raise _config_error(
+            f"{what} {data_file}: not an LMDB file (no valid meta page; {size} bytes)"
+        )
+    newest = max(valid, key=lambda m: m[6])  # the meta of the latest transaction
+    page_size, last_page = newest[4], newest[5]
+    expected = (last_page + 1) * page_size
+    if size < expected:
+        raise _config_error(
+            f"{what} {data_file} is truncated: {size:,} bytes, but its LMDB header records "
+            f"{expected:,} ({last_page + 1:,} pages of {page_size}); copy or prepare it again"
+        )
+
+
 def _read_meta_from(env: lmdb.Environment) -> dict[str, Any] | None:
     with env.begin() as txn:
         raw = txn.get(META_KEY)
@@ -533,6 +604,7 @@ def _acquire(path: Path, max_readers: int = 126) -> tuple[tuple[int, int], lmdb.
             entry[1].close()
         entry = None
     if entry is None:
+        check_lmdb_size(path)
         env = lmdb.open(
             str(path), readonly=True, lock=False, readahead=False, max_readers=max_readers
         )
@@ -566,6 +638,8 @@ class _Writer:
 
     def __init__(self, path: Path, map_size: int) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        if _is_database(path):
+            check_lmdb_size(path, "partial database")
         # sync=False: a killed process loses nothing (the pages are in the OS cache); only a
         # machine crash could, and the final sync() and rename guard the finished database.
         self.env = lmdb.open(
@@ -589,7 +663,7 @@ class _Writer:
 
     def add_video(self, video: int, record: dict[str, Any], frames: list[bytes]) -> None:
         records = [(frame_key(video, i), f) for i, f in enumerate(frames)]
-        records.append((video_key(video), json.dumps(record).encode()))
+        records.append((video_key(video), seal(json.dumps(record).encode())))
         self._write(records)
 
     def videos(self) -> list[dict[str, Any]]:
@@ -600,7 +674,10 @@ class _Writer:
                 for key, value in cursor:
                     if not key.startswith(b"v/"):
                         break
-                    found.append(json.loads(value))
+                    try:
+                        found.append(json.loads(bytes(unseal(value))))
+                    except (DamagedRecordError, ValueError):
+                        continue  # a damaged record: that video is written again
         return found
 
     def sync(self) -> None:
@@ -988,6 +1065,8 @@ class Database:
         self._txn: lmdb.Transaction | None = None
         self._pid = 0
         self.meta = self._validate(what)
+        self.checksums = int(self.meta["version"]) >= 2
+        """Whether records carry checksums (version 2 on), verified on every read."""
         self.height = int(self.meta["height"])
         self.width = int(self.meta["width"])
         self.codec = str(self.meta["codec"])
@@ -1020,11 +1099,12 @@ class Database:
             raise _config_error(
                 f"{what} {path}: not an ndevgan UCF101 database (no '{FORMAT}' meta record)"
             )
-        if meta.get("version") != VERSION:
+        if meta.get("version") not in READABLE_VERSIONS:
             command = meta.get("command") or "ndevgan data prepare ucf101 … --out " + str(path)
             raise _config_error(
                 f"{what} {path} is format version {meta.get('version')}; this ndevgan reads "
-                f"version {VERSION}. Prepare it again: {command} --overwrite"
+                f"versions {', '.join(map(str, READABLE_VERSIONS))}. Prepare it again: "
+                f"{command} --overwrite"
             )
         if not meta.get("complete"):
             raise _config_error(
@@ -1044,10 +1124,16 @@ class Database:
                         raise _config_error(
                             f"{self.path}: video record {i} is missing; the database is damaged"
                         )
-                    rec = json.loads(raw)
-                    out.append(
-                        VideoRecord(i, rec["label"], rec["class"], rec["frames"], rec["source"])
-                    )
+                    try:
+                        rec = json.loads(bytes(unseal(raw)) if self.checksums else bytes(raw))
+                        out.append(
+                            VideoRecord(i, rec["label"], rec["class"], rec["frames"], rec["source"])
+                        )
+                    except (DamagedRecordError, ValueError, KeyError, TypeError) as exc:
+                        raise _config_error(
+                            f"{self.path}: the record of video {i} is damaged ({exc}); "
+                            "prepare the database again"
+                        ) from None
         finally:
             _release(key)
         return tuple(out)
@@ -1124,9 +1210,56 @@ class Database:
                 raise _config_error(
                     f"{self.path}: frame {f} of video {video} is missing; the database is damaged"
                 )
-            image = np.frombuffer(decode_frame(data, self.codec), dtype=np.uint8).reshape(shape)
-            out[t] = image[:, x0:x1][:, ::-1] if flip else image[:, x0:x1]
+            try:
+                out[t] = self._decode(data, video, f, shape, x0, x1, flip)
+            except DamagedRecordError as exc:
+                raise _config_error(
+                    f"{self.path}: {exc}; `ndevgan data verify {self.path}` lists every "
+                    "damaged record"
+                ) from None
         return out
+
+    def _decode(
+        self,
+        data: Any,
+        video: int,
+        frame: int,
+        shape: tuple[int, int, int],
+        x0: int,
+        x1: int,
+        flip: bool,
+    ) -> np.ndarray:
+        try:
+            payload = unseal(data) if self.checksums else data
+            image = np.frombuffer(decode_frame(payload, self.codec), dtype=np.uint8)
+            image = image.reshape(shape)
+        except (DamagedRecordError, zlib.error, ValueError) as exc:
+            source = self.videos[video].source if video < len(self.videos) else "?"
+            raise DamagedRecordError(
+                f"frame {frame} of video {video} ({source}) is damaged ({exc})"
+            ) from None
+        return image[:, x0:x1][:, ::-1] if flip else image[:, x0:x1]
+
+    def verify(self, progress: Any = None) -> list[str]:
+        """Read and check every video's frames (checksums, sizes, presence): one line per
+        damaged record, empty when the database is intact. ``progress(n)`` is called after
+        each video."""
+        problems: list[str] = []
+        shape = (self.height, self.width, 3)
+        txn = self.txn()
+        for record in self.videos:
+            for f in range(record.frames):
+                data = txn.get(frame_key(record.id, f))
+                if data is None:
+                    problems.append(f"frame {f} of video {record.id} ({record.source}) is missing")
+                    continue
+                try:
+                    self._decode(data, record.id, f, shape, 0, self.width, False)
+                except DamagedRecordError as exc:
+                    problems.append(str(exc))
+            if progress is not None:
+                progress(1)
+        return problems
 
     def read_video(self, video: int) -> np.ndarray:
         """Every frame of a video: ``uint8`` (T, height, width, 3)."""

@@ -44,7 +44,9 @@ from .contracts import (
 from .errors import CheckpointError, ConfigError, NdevganError, PluginError
 from .export import ExportError, export_onnx
 from .fields import FieldOptions
+from .files import OutputPath
 from .hookspecs import hookimpl
+from .progress import progress_bar
 from .registry import Registry, default_registry, get_plugin, list_plugins
 from .runtime import OnnxVideoGenerator
 from .sampling import load_generator, train
@@ -62,6 +64,7 @@ __all__ = [
     "ODESolverOptions",
     "ODETemporalGenerator",
     "OnnxVideoGenerator",
+    "OutputPath",
     "PluginError",
     "Registry",
     "SDESolverOptions",
@@ -84,6 +87,7 @@ __all__ = [
     "load_generator",
     "odeint",
     "option",
+    "progress_bar",
     "sdeint",
     "train",
 ]

@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from .config import describe_options
-from .errors import NdevganError
+from .errors import ConfigWarning, NdevganError
+from .files import OutputPath, describe_os_error
 from .registry import PluginWarning, Registry, default_registry
 
 
@@ -26,7 +27,7 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     """``warnings.showwarning`` for the CLI: plugin warnings as one line, others as usual."""
-    if issubclass(category, PluginWarning):
+    if issubclass(category, (PluginWarning, ConfigWarning)):
         click.echo(f"Warning: {message}", err=True)
     else:
         text = warnings.formatwarning(message, category, filename, lineno, line)
@@ -41,6 +42,16 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except NdevganError as exc:
             raise click.ClickException(str(exc)) from None
+        except BrokenPipeError:  # the reader went away (`ndevgan plugins | head`): not an error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+            sys.exit(1)
+        except OSError as exc:
+            raise click.ClickException(describe_os_error(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(
+                f"a file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """The commands defined here and those of built-in plugins (registry.toml [commands])."""
@@ -114,7 +125,25 @@ def resolve_cli_config(
     """Merge the demo base (when no file is given), the file, --plugin and --set; validate."""
     from .runconfig import resolve
 
-    return resolve(cli_raw_config(config_file, plugins, overrides), registry)
+    return resolve(
+        cli_raw_config(config_file, plugins, overrides),
+        registry,
+        must_be_selected=set_plugins(overrides),
+        warn_unselected=True,
+    )
+
+
+def set_plugins(overrides: Sequence[str]) -> frozenset[str]:
+    """The plugins that ``--set KIND.NAME.KEY=VALUE`` options name."""
+    from .config import parse_override
+    from .registry import KINDS
+
+    names = set()
+    for expr in overrides:
+        path, _ = parse_override(expr)
+        if len(path) >= 3 and path[0] in KINDS:
+            names.add(f"{path[0]}.{path[1]}")
+    return frozenset(names)
 
 
 @cli.command()
@@ -125,23 +154,34 @@ def resolve_cli_config(
     metavar="RUN_DIR|CHECKPOINT",
     help="Continue a run from its newest checkpoint (or the one given).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --resume: accept --set options that would not continue the run exactly "
+    "(its seed, or any plugin option).",
+)
 def run(
     config_file: str | None,
     plugins: tuple[str, ...],
     overrides: tuple[str, ...],
     resume: str | None,
+    force: bool,
 ) -> None:
     """Train a video GAN. With no arguments: TGAN-ODE `tiny` on the built-in shapes dataset.
 
     Each run writes its own directory (default runs/<time>-<backbone>-<temporal>): the
     resolved config.toml, log.jsonl, checkpoints/ and samples/ (MP4/GIF grids, PNG strips).
     Ctrl-C stops after the current step with a checkpoint; --resume continues it exactly.
+    One process at a time writes a run directory.
     """
     from .checkpoint import load_checkpoint
     from .runconfig import raw_config, resolve
     from .sampling import train
+    from .trainer import CONTINUATION_KEYS
 
     registry = _registry()
+    if force and resume is None:
+        raise click.UsageError("--force only applies with --resume")
     if resume is not None:
         if config_file or plugins:
             raise click.UsageError(
@@ -149,13 +189,21 @@ def run(
                 "--set run.KEY=VALUE with it"
             )
         saved = load_checkpoint(resume)["config"]
-        for expr in overrides:
-            if not expr.startswith("run."):
-                raise click.UsageError(f"--set {expr}: only run.* settings may change on resume")
+        breaking = [
+            expr.split("=", 1)[0].strip()
+            for expr in overrides
+            if not expr.startswith("run.")
+            or expr.split("=", 1)[0].strip() in {f"run.{k}" for k in CONTINUATION_KEYS}
+        ]
+        if breaking and not force:
+            raise click.UsageError(
+                f"--set {', '.join(breaking)}: would not continue the run exactly; only the "
+                f"other run.* settings may change on resume (--force to change them anyway)"
+            )
         config = resolve(raw_config(None, (), overrides, base=saved), registry)
     else:
         config = resolve_cli_config(config_file, plugins, overrides, registry)
-    run_dir = train(config, registry, resume=resume)
+    run_dir = train(config, registry, resume=resume, force=force)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
         click.echo(f"run directory: {run_dir}")
 
@@ -169,7 +217,7 @@ def run(
     "--out",
     default="samples.mp4",
     show_default=True,
-    type=click.Path(),
+    type=OutputPath(),
     help="Output grid video (.mp4 or .gif); a PNG strip is written beside it.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the latents.")
@@ -364,7 +412,7 @@ def info(
 
     registry = _registry()
     raw = cli_raw_config(config_file, plugins, overrides)
-    config = resolve(raw, registry)
+    config = resolve(raw, registry, must_be_selected=set_plugins(overrides), warn_unselected=True)
     import torch
 
     with torch.device("meta"):  # counting needs shapes only: paper-size TGANv2 is 0.8 GB

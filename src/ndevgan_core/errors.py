@@ -18,3 +18,12 @@ class PluginError(NdevganError, LookupError):
 
 class CheckpointError(NdevganError, OSError):
     """A checkpoint file is missing, truncated, foreign or incompatible with this version."""
+
+
+class DirectoryInUseError(NdevganError, RuntimeError):
+    """Another process holds the lock of a run or study directory."""
+
+
+class ConfigWarning(UserWarning):
+    """A config is valid but probably not what was meant (e.g. options for a plugin the run
+    does not use); the CLI shows it as one line."""

@@ -43,7 +43,7 @@ import torch
 from .config import build_config, config_to_dict
 from .contracts import VideoClassifier, VideoDataset, VideoGenerator, normalise_videos
 from .errors import ConfigError, PluginError
-from .files import atomic_open, write_json_atomic
+from .files import OutputPath, atomic_open, output_problem, write_json_atomic
 from .hookspecs import hookimpl
 from .progress import progress_bar
 from .registry import Registry, default_registry, qualify
@@ -829,7 +829,7 @@ def _format(value: float) -> str:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     default=None,
     help="Results JSON  [default: RUN/eval/step-N.json, or ./eval-step-N.json]",
 )
@@ -885,6 +885,10 @@ def eval_command(
         }
     torch_device = resolve_device(device, "--device")
     loaded = load_generator(checkpoint, registry, device=torch_device)
+    out_path = Path(out) if out else _default_out(Path(checkpoint), loaded.step)
+    problem = output_problem(out_path)  # before minutes of scoring
+    if problem:
+        raise click.UsageError(f"cannot write the results {out_path}: {problem} (use --out)")
     needs_real = any(m.needs_real for m in _build_metrics(names, metric_options, registry).values())
     needs_dataset = weights is None or needs_real
     dataset = dataset_label = dataset_options = None
@@ -930,7 +934,6 @@ def eval_command(
         "dropout_compat": dropout_compat,
         "results": [{"metric": name, **result.to_dict()} for name, result in results.items()],
     }
-    out_path = Path(out) if out else _default_out(Path(checkpoint), loaded.step)
     write_json_atomic(out_path, record)
     from . import media
 

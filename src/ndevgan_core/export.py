@@ -45,7 +45,7 @@ from torch import nn
 from .checkpoint import latest_checkpoint
 from .contracts import ODETemporalGenerator, SDETemporalGenerator, VideoGenerator
 from .errors import CheckpointError, ConfigError, NdevganError
-from .files import write_bytes_atomic
+from .files import OutputPath, write_bytes_atomic
 from .hookspecs import hookimpl
 from .registry import Registry, default_registry
 from .runtime import (
@@ -892,7 +892,7 @@ def _hint(notes: list[str]) -> str:
     "--out",
     default="generator.onnx",
     show_default=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     help="The ONNX file to write (one file, weights inside).",
 )
 @click.option(

@@ -119,6 +119,14 @@ def qualify(name: str, kind: str | None = None) -> str:
     return f"{kind}.{name}"
 
 
+class DuplicateNameError(PluginError):
+    """Two plugins registered one component name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 class Registry:
     """All components known to this process, with lazy loading of the built-in ones.
 
@@ -130,9 +138,12 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.disabled = frozenset(disabled) if disabled is not None else disabled_from_env()
-        self.catalogue = {
-            n: e for n, e in read_catalogue().items() if not self._is_disabled(n, e.module)
-        }
+        catalogue = read_catalogue()
+        self.catalogue = {n: e for n, e in catalogue.items() if not self._is_disabled(n, e.module)}
+        self.disabled_builtins = frozenset(set(catalogue) - set(self.catalogue))
+        """Built-in components blocked by ``NDEVGAN_DISABLE_PLUGINS`` (by name or module)."""
+        self.contested: dict[str, str] = {}
+        """Names two plugins registered: the name → the error a lookup of it raises."""
         self.command_catalogue = {
             n: e
             for n, e in read_catalogue("commands").items()
@@ -188,9 +199,10 @@ class Registry:
         else:
             other_desc = None
         if other_desc is not None:
-            raise PluginError(
+            raise DuplicateNameError(
+                name,
                 f"{name} is registered twice: by {other_desc} and by {provider.describe()}. "
-                f"Uninstall one, or block one with {DISABLE_ENV}=<plugin or package name>."
+                f"Uninstall one, or block one with {DISABLE_ENV}=<plugin or package name>.",
             )
         if not summary and provider.builtin and name in self.catalogue:
             summary = self.catalogue[name].summary
@@ -228,6 +240,11 @@ class Registry:
             try:
                 plugin = ep.load()
                 self.add_plugin(plugin, provider)
+            except DuplicateNameError as exc:
+                # skip this plugin (every command still works) and refuse the contested name
+                self.contested[exc.name] = str(exc)
+                self.broken.append(BrokenPlugin(provider, str(exc)))
+                warnings.warn(f"skipping {provider.describe()}: {exc}", PluginWarning, stacklevel=2)
             except PluginError:
                 raise
             except Exception as exc:
@@ -284,6 +301,8 @@ class Registry:
         broken plugin that might have provided it.
         """
         name = qualify(name, kind)
+        if name in self.contested:
+            raise PluginError(self.contested[name])
         if kind is not None and not name.startswith(kind + "."):
             raise PluginError(
                 f"{name!r} is not a {kind} plugin; available: {', '.join(self.names(kind))}"
@@ -296,7 +315,7 @@ class Registry:
         raise PluginError(self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
-        if name in self.disabled:
+        if name in self.disabled or name in self.disabled_builtins:
             return f"plugin {name} is disabled by {DISABLE_ENV}={','.join(sorted(self.disabled))}"
         kind = name.split(".", 1)[0]
         pool = self.names(kind) if kind in KINDS else self.names()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.resources
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +37,7 @@ from .config import (
     set_nested,
 )
 from .contracts import Backbone, TemporalGenerator, VideoDataset, VideoGAN, count_parameters
-from .errors import ConfigError, NdevganError
+from .errors import ConfigError, ConfigWarning, NdevganError
 from .registry import KINDS, Registry, qualify
 
 
@@ -172,8 +173,19 @@ def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
             into[k] = _deep_copy(v) if isinstance(v, Mapping) else v
 
 
-def resolve(raw: Mapping[str, Any], registry: Registry) -> ResolvedConfig:
-    """Validate a raw config tree against the registry; raise ConfigError on any problem."""
+def resolve(
+    raw: Mapping[str, Any],
+    registry: Registry,
+    *,
+    must_be_selected: frozenset[str] = frozenset(),
+    warn_unselected: bool = False,
+) -> ResolvedConfig:
+    """Validate a raw config tree against the registry; raise ConfigError on any problem.
+
+    Every plugin section is checked against that plugin's options, selected or not, so a typo
+    never passes silently. A section for a plugin the run does not select is an error when
+    its name is in ``must_be_selected`` (the CLI passes the plugins its ``--set`` options
+    name) and, with ``warn_unselected``, a :class:`ConfigWarning` otherwise."""
     allowed = ("run", "plugins", *KINDS)
     for key, value in raw.items():
         if key not in allowed:
@@ -218,10 +230,34 @@ def resolve(raw: Mapping[str, Any], registry: Registry) -> ResolvedConfig:
                     f"[{kind}] must contain plugin sections like [{kind}.NAME]; "
                     f"found {short} = {section!r}"
                 )
-            if name not in components and name not in registry.names():
+            if name in components:
+                continue
+            if name not in registry.names():
                 hint = close_matches(name, registry.names())
                 raise ConfigError(f"section [{name}] configures an unknown plugin.{hint}")
+            comp = registry.get(name)
+            build_config(comp.config_class, section, name)  # typos fail even when unused
+            used = _selected(plugins, kind)
+            if name in must_be_selected:
+                raise ConfigError(
+                    f"--set {name}.…: this run does not use {name} (its {kind} is "
+                    f"{used or 'none'}); select it with --plugin {name} or set "
+                    f"{used or kind + '.NAME'}.… instead"
+                )
+            if warn_unselected:
+                warnings.warn(
+                    f"options for {name} are ignored: this run's {kind} is {used or 'none'}",
+                    ConfigWarning,
+                    stacklevel=2,
+                )
     return ResolvedConfig(run=run, plugins=plugins, components=components)
+
+
+def _selected(plugins: PluginsConfig, kind: str) -> str:
+    """The plugin(s) of ``kind`` a run selects, as text."""
+    if kind == "logger":
+        return ", ".join(plugins.loggers)
+    return str(getattr(plugins, kind, ""))
 
 
 def temporal_config(backbone: Backbone, component: Any, user: Mapping[str, Any]) -> Any:

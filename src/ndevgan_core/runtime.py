@@ -33,6 +33,7 @@ import click
 import numpy as np
 
 from .errors import ConfigError
+from .files import OutputPath
 from .hookspecs import hookimpl
 
 METADATA_KEY = "ndevgan"
@@ -309,12 +310,20 @@ class OnnxVideoGenerator:
         self.device_id = device_id
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = parse_metadata(_metadata_text(props, str(self.path)), str(self.path))
-        graph_inputs = {i.name for i in self.session.get_inputs()}
-        if graph_inputs != set(self.metadata.inputs):
+        graph_inputs = {i.name: i for i in self.session.get_inputs()}
+        if set(graph_inputs) != set(self.metadata.inputs):
             raise ConfigError(
                 f"{self.path}: the graph's inputs {sorted(graph_inputs)} do not match its "
                 f"metadata's {sorted(self.metadata.inputs)}"
             )
+        for name, spec in self.metadata.inputs.items():
+            dims = list(graph_inputs[name].shape)[1:]
+            fixed = [(d, m) for d, m in zip(dims, spec.sample_shape) if isinstance(d, int)]
+            if len(dims) != len(spec.sample_shape) or any(d != m for d, m in fixed):
+                raise ConfigError(
+                    f"{self.path}: the graph's input {name} has shape {graph_inputs[name].shape}"
+                    f" but its metadata says (batch, {', '.join(map(str, spec.sample_shape))})"
+                )
 
     @property
     def on_cuda(self) -> bool:
@@ -350,18 +359,56 @@ class OnnxVideoGenerator:
 
     def __call__(self, z: Any, noise: Any = None) -> Any:
         """Run the graph: videos ``(B, T, C, H, W)`` in [-1, 1] (see the class docstring)."""
-        inputs = {"z": z, "noise": noise}
+        inputs = {"z": self._as_array_like("z", z), "noise": self._as_array_like("noise", noise)}
+        z = inputs["z"]
         batch = self._check(inputs)
         as_torch = _is_torch(z)
         if self.on_cuda:
             return self._run_bound(inputs, batch, as_torch)
         arrays = {name: self._array(value) for name, value in inputs.items() if value is not None}
-        video = self.session.run(["video"], arrays)[0]
+        try:
+            video = self.session.run(["video"], arrays)[0]
+        except Exception as exc:  # onnxruntime's own error types, by binding
+            if type(exc).__module__.startswith("onnxruntime"):
+                raise ConfigError(
+                    f"{self.path}: ONNX Runtime refused inputs shaped as its metadata says "
+                    f"({str(exc).strip().splitlines()[0][:300]}); the file's metadata does not "
+                    "match its graph — export it again"
+                ) from None
+            raise
         if as_torch:
             import torch
 
             return torch.from_numpy(video).to(z.device)
         return video
+
+    def _as_array_like(self, name: str, value: Any) -> Any:
+        """A torch tensor or numpy array of real numbers, all finite, or a ConfigError naming
+        the input; lists and scalars become arrays, other float types (bf16) float32."""
+        if value is None:
+            return None
+        if _is_torch(value):
+            import torch
+
+            if not (value.dtype.is_floating_point or value.dtype in (torch.int32, torch.int64)):
+                raise ConfigError(f"input {name}: expected real numbers, got {value.dtype}")
+            if value.dtype not in (torch.float16, torch.float32, torch.float64):
+                value = value.float()  # numpy has no bfloat16
+            if not bool(torch.isfinite(value).all()):
+                raise ConfigError(f"input {name} holds NaN or infinite values")
+            return value
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"input {name}: expected an array of numbers ({exc})") from None
+        if array.dtype.kind not in "fiu":
+            raise ConfigError(
+                f"input {name}: expected an array of real numbers, got dtype {array.dtype} "
+                f"({type(value).__name__})"
+            )
+        if not np.isfinite(array).all():
+            raise ConfigError(f"input {name} holds NaN or infinite values")
+        return array
 
     def _array(self, value: Any) -> np.ndarray:
         if _is_torch(value):
@@ -458,7 +505,7 @@ class OnnxVideoGenerator:
     "--out",
     default="videos.mp4",
     show_default=True,
-    type=click.Path(dir_okay=False),
+    type=OutputPath(),
     help="Output grid video (.mp4 or .gif); a PNG strip is written beside it.",
 )
 @click.option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,15 @@ def train(
     registry: Registry | None = None,
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
-    """Train as ``config`` says (or continue ``resume``); return the run directory."""
+    """Train as ``config`` says (or continue ``resume``; ``force`` accepts options that differ
+    from the checkpoint's); return the run directory."""
     from .trainer import Trainer
 
-    trainer = Trainer(config, registry or default_registry(), run_dir=run_dir, resume=resume)
+    trainer = Trainer(
+        config, registry or default_registry(), run_dir=run_dir, resume=resume, force=force
+    )
     return trainer.fit()
 
 
@@ -137,6 +142,9 @@ def time_grid(
     """
     a = spec.t_start if t_start is None else float(t_start)
     b = spec.t_end if t_end is None else float(t_end)
+    for option, value in (("--t-start", a), ("--t-end", b)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{option}: expected a finite time, got {value}")
     count = spec.frames if frames is None else int(frames)
     if count < 1:
         raise ConfigError(f"--frames: expected a count >= 1, got {count}")

@@ -75,7 +75,14 @@ from .config import (
     set_nested,
 )
 from .errors import ConfigError, NdevganError
-from .files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+from .files import (
+    DirectoryLock,
+    OutputPath,
+    atomic_path,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .hookspecs import hookimpl
 from .registry import Registry, default_registry, qualify
 
@@ -1209,9 +1216,30 @@ def run_study(
     registry = registry or default_registry()
     if launcher not in ("local", "torchrun"):
         raise ConfigError(f"--launcher: expected local or torchrun, got {launcher!r}")
-    t0 = time.perf_counter()
     plans = plan_runs(grid, registry, overrides)
     selected = select_runs(plans, only)
+    if dry_run:
+        return _run_study(
+            grid, out, registry, plans, selected, launcher, nproc_per_node, True, echo
+        )
+    with DirectoryLock(out, "study directory"):  # one study process per directory
+        return _run_study(
+            grid, out, registry, plans, selected, launcher, nproc_per_node, False, echo
+        )
+
+
+def _run_study(
+    grid: Grid,
+    out: Path,
+    registry: Registry,
+    plans: Sequence[PlannedRun],
+    selected: Sequence[PlannedRun],
+    launcher: str,
+    nproc_per_node: int,
+    dry_run: bool,
+    echo: Callable[[str], None],
+) -> StudyOutcome:
+    t0 = time.perf_counter()
     width = len(str(len(selected)))
     finished: list[str] = []
     interrupted = None
@@ -1289,7 +1317,7 @@ def run_study(
 @click.argument("grid_file", metavar="GRID.toml", type=click.Path(dir_okay=False))
 @click.option(
     "--out",
-    type=click.Path(file_okay=False),
+    type=OutputPath(directory=True),
     default=None,
     help="Output directory (default: studies/<study name>). Runs go to OUT/runs/<run id>.",
 )

@@ -48,13 +48,48 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import dump_toml
+from .config import dump_toml, load_toml
 from .contracts import VideoGAN, normalise_videos
 from .errors import CheckpointError, ConfigError
-from .files import write_text_atomic
+from .files import DirectoryLock, write_text_atomic
 from .progress import progress_bar
 from .registry import Registry
 from .runconfig import Assembled, ResolvedConfig, assemble, make_dataset
+
+CONTINUATION_KEYS = ("seed", "amp", "sync_batchnorm")
+"""The ``[run]`` settings that change what training computes: a resume must keep them (the
+others — iterations, output, logging, workers, threads, device, ema — may change)."""
+
+
+def changed_options(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """The dotted names of the options in which two config trees differ, among everything but
+    the ``[run]`` settings outside :data:`CONTINUATION_KEYS` (e.g. ``run.seed``,
+    ``backbone.tgan.lr``, ``plugins.temporal``). Lists and tuples compare alike (TOML has
+    only arrays)."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                name = f"{prefix}.{key}" if prefix else str(key)
+                if name == "run":
+                    run_a, run_b = a.get("run") or {}, b.get("run") or {}
+                    out.extend(
+                        f"run.{k}" for k in CONTINUATION_KEYS if run_a.get(k) != run_b.get(k)
+                    )
+                    continue
+                walk(a.get(key), b.get(key), name)
+        elif _plain(a) != _plain(b):
+            out.append(prefix)
+
+    walk(before, after, "")
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 class ResumableBatchSampler(Sampler[list[int]]):
@@ -140,7 +175,11 @@ class Trainer:
     """Trains the GAN a resolved config describes.
 
     ``run_dir`` defaults to a new directory under ``run.out``; ``resume`` is a run directory
-    or checkpoint file to continue from (its config must match, except ``[run]`` settings).
+    or checkpoint file to continue from. Its config must match, except ``[run]`` settings that
+    do not change the computation (:data:`CONTINUATION_KEYS` must match too) — unless
+    ``force``. One process at a time writes a run directory: the trainer holds its lock
+    (:class:`~ndevgan_core.files.DirectoryLock`) from construction until :meth:`fit` returns
+    (or :meth:`close`).
 
     Started by torchrun, the trainer joins the process group (and leaves it when :meth:`fit`
     ends). ``rank``, ``world_size`` and ``is_main`` say where this process stands (0, 1 and
@@ -162,9 +201,12 @@ class Trainer:
         registry: Registry,
         run_dir: str | Path | None = None,
         resume: str | Path | None = None,
+        force: bool = False,
     ) -> None:
         self.config = config
         self.registry = registry
+        self.force = force
+        self._lock: DirectoryLock | None = None
         self.resume_hint: str | None = None
         """What the stop message tells the user to run to continue (default: ``ndevgan run
         --resume RUN_DIR``); a caller that drives the trainer, as a study, sets its own."""
@@ -175,8 +217,15 @@ class Trainer:
         try:
             self._build(config, registry, run_dir, resume)
         except BaseException:
-            self.distributed.close()
+            self.close()
             raise
+
+    def close(self) -> None:
+        """Release the run directory's lock and leave the process group (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self.distributed.close()
 
     @property
     def rank(self) -> int:
@@ -216,22 +265,27 @@ class Trainer:
             torch.set_num_threads(config.run.threads)
         state = None
         if resume is not None:
-            state = load_checkpoint(resume)
-            if Path(resume).is_dir():
-                run_dir = Path(resume)
-            elif run_dir is None:
-                run_dir = Path(resume).resolve().parent.parent
-            self._check_resumable(state)
+            resume = Path(resume)
+            if run_dir is None:
+                run_dir = resume if resume.is_dir() else resume.resolve().parent.parent
         if run_dir is None:
             run_dir = distributed.broadcast_object(
                 str(self._new_run_dir()) if self.is_main else None, self.distributed
             )
         self.run_dir = Path(run_dir)
+        if self.is_main:
+            self._lock = DirectoryLock(self.run_dir).acquire()
+        if resume is not None:
+            state = load_checkpoint(resume)
+            self._check_resumable(state)
+            self._check_same_run(state)
         if state is None and list_checkpoints(self.run_dir):
             raise ConfigError(
                 f"run directory {self.run_dir} already has checkpoints; resume it with "
                 f"--resume {self.run_dir}, or choose another run.name"
             )
+        if self.is_main:
+            self._tidy_run_dir(int(state["step"]) if state is not None else 0)
         torch.manual_seed(config.run.seed)
         self.parts: Assembled = assemble(config, registry)
         gan = self.parts.gan
@@ -275,18 +329,57 @@ class Trainer:
         return path
 
     def _check_resumable(self, state: dict[str, Any]) -> None:
-        saved = {k: v for k, v in state["config"].items() if k != "run"}
-        current = {k: v for k, v in self.config.to_dict().items() if k != "run"}
-        if saved != current:
-            changed = sorted(
-                f"{section}"
-                for section in set(saved) | set(current)
-                if saved.get(section) != current.get(section)
-            )
+        """Refuse (unless ``force``) a config that would not continue the checkpoint's run
+        exactly, naming every changed option."""
+        if self.force:
+            return
+        changed = changed_options(state["config"], self.config.to_dict())
+        if changed:
             raise ConfigError(
-                "cannot resume: the checkpoint was made with a different configuration in "
-                f"[{'], ['.join(changed)}]; only [run] settings may change on resume"
+                "cannot resume: these options differ from the checkpoint's and would not "
+                f"continue its run exactly: {', '.join(changed)} (only other [run] settings may "
+                "change on resume; --force resumes anyway)"
             )
+
+    def _check_same_run(self, state: dict[str, Any]) -> None:
+        """A checkpoint from another run (copied into this directory) is refused: resuming it
+        would overwrite this run's config.toml."""
+        saved_path = self.run_dir / "config.toml"
+        if not saved_path.is_file():
+            return
+        try:
+            saved = load_toml(str(saved_path))
+        except ConfigError:
+            return  # an unreadable config.toml is rewritten from the checkpoint's config
+        changed = changed_options(saved, state["config"])
+        if changed:
+            raise CheckpointError(
+                f"the checkpoint does not belong to the run in {self.run_dir}: it differs from "
+                f"{saved_path} in {', '.join(changed)}; resume it in its own run directory"
+            )
+
+    def _tidy_run_dir(self, step: int) -> None:
+        """Remove what a killed process left behind: temporary checkpoint files, and log
+        lines of steps after the checkpoint this run continues from (they will be redone)."""
+        for orphan in (self.run_dir / "checkpoints").glob(".*.tmp*"):
+            orphan.unlink(missing_ok=True)
+        log = self.run_dir / "log.jsonl"
+        if not log.is_file():
+            return
+        kept: list[str] = []
+        dropped = False
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record_step = json.loads(line).get("step", 0)
+            except (json.JSONDecodeError, AttributeError):
+                dropped = True  # a line cut short by a kill
+                continue
+            if isinstance(record_step, int) and record_step > step:
+                dropped = True
+                continue
+            kept.append(line)
+        if dropped:
+            write_text_atomic(log, "".join(f"{line}\n" for line in kept))
 
     def _restore(self, state: dict[str, Any]) -> None:
         try:
@@ -411,14 +504,17 @@ class Trainer:
     def fit(self) -> Path:
         """Train until ``run.iterations`` (or a stop signal); return the run directory.
 
-        Under torchrun every rank calls this; it leaves the process group when done.
+        Under torchrun every rank calls this; it leaves the process group when done. The run
+        directory's lock is released when it returns.
         """
         try:
             run_dir = self._fit()
         except BaseException:
             self._leave_process_group(wait_for_peers=False)
+            self.close()
             raise
         self._leave_process_group(wait_for_peers=True)
+        self.close()
         return run_dir
 
     def _leave_process_group(self, *, wait_for_peers: bool) -> None:
