@@ -740,3 +740,14 @@ def test_lmdb_size_check_reads_the_real_header(db64):
         bad.mkdir(exist_ok=True)
         (bad / "data.mdb").write_bytes(b"\0" * 10000)
         store.check_lmdb_size(bad)
+
+
+def test_resume_of_a_prepare_that_had_finished_is_a_no_op(tree, tmp_path):
+    out = tmp_path / "done.lmdb"
+    prepare(tree, out, limit=3)
+    before = contents(out)
+    report = prepare(tree, out, limit=3, resume=True)  # e.g. killed after its final rename
+    assert (report.written, report.resumed_videos) == (0, 3) and not report.interrupted
+    assert contents(out) == before
+    with pytest.raises(ConfigError, match="already exists"):  # another command: refused
+        prepare(tree, out, limit=2, resume=True)

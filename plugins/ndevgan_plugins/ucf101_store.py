@@ -831,6 +831,34 @@ def _check_destination(out: Path, partial: Path, opts: PrepareOptions) -> None:
         shutil.rmtree(partial)
 
 
+def _already_finished(
+    opts: PrepareOptions, layout: Layout, out: Path, partial: Path
+) -> PrepareReport | None:
+    """``--resume`` of a prepare that had already finished (killed after its rename, say):
+    the report of the complete database this very command made, with nothing to redo."""
+    if not opts.resume or partial.exists() or not _is_database(out):
+        return None
+    try:
+        meta = read_meta(out)
+    except Exception:  # an unreadable database is _check_destination's to report
+        return None
+    if (
+        not meta
+        or not meta.get("complete")
+        or meta.get("command") != canonical_command(opts, layout, out)
+    ):
+        return None
+    return PrepareReport(
+        out=out,
+        resumed_videos=int(meta.get("videos", 0)),
+        resumed_frames=int(meta.get("frames", 0)),
+        height=int(meta.get("height", 0)),
+        width=int(meta.get("width", 0)),
+        codec=str(meta.get("codec", "raw")),
+        listed=int(meta.get("listed", 0)),
+    )
+
+
 def _stop_after() -> int:
     value = os.environ.get(STOP_AFTER_ENV, "")
     return int(value) if value.strip().isdigit() else 0
@@ -855,6 +883,9 @@ def prepare(opts: PrepareOptions, argv: Iterable[str] | None = None) -> PrepareR
     layout = find_layout(opts.root, opts.splits, opts.split, opts.subset)
     out = Path(opts.out).expanduser().absolute()
     partial = partial_path(out)
+    finished = _already_finished(opts, layout, out, partial)
+    if finished is not None:
+        return finished
     _check_destination(out, partial, opts)
     height, width = opts.size, stored_width(opts.size)
     items = list(layout.items[: opts.limit] if opts.limit else layout.items)

@@ -14,7 +14,7 @@ import click
 
 from .config import describe_options
 from .errors import ConfigWarning, NdevganError
-from .files import OutputPath, describe_os_error
+from .files import DirectoryLock, OutputPath, describe_os_error
 from .registry import PluginWarning, Registry, default_registry
 
 
@@ -188,6 +188,10 @@ def run(
                 "--resume takes the config from the checkpoint; use only "
                 "--set run.KEY=VALUE with it"
             )
+        resume_path = Path(resume)
+        run_dir = resume_path if resume_path.is_dir() else resume_path.resolve().parent.parent
+        if run_dir.is_dir():  # a run in progress there is named before anything else
+            DirectoryLock(run_dir).acquire().release()
         saved = load_checkpoint(resume)["config"]
         breaking = [
             expr.split("=", 1)[0].strip()
