@@ -194,6 +194,15 @@ def test_builtin_command_modules_load_on_demand_and_also_register_their_componen
 
 
 def test_catalogue_commands_table_names_importable_modules():
+    import importlib
+
+    import click
+
     for name, entry in read_catalogue("commands").items():
-        # built-in command modules live in the plugins package or in the core
+        # built-in command modules live in the plugins package or in the core, import, and
+        # add the command the catalogue names
         assert name and entry.module.startswith(("ndevgan_plugins.", "ndevgan_core."))
+        module = importlib.import_module(entry.module)
+        group = click.Group()
+        module.register_commands(cli=group)
+        assert name in group.commands, (name, entry.module)

@@ -21,7 +21,7 @@ from ndevgan_core.errors import ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import assemble, resolve
 
-from .conftest import ROOT, fast_raw
+from .conftest import ROOT, fast_raw, make_fake_distribution
 
 EXAMPLES = ROOT / "examples" / "studies"
 
@@ -92,6 +92,18 @@ def registry() -> Registry:
 def write_grid(path: Path, text: str) -> Path:
     path.write_text(text, "utf-8")
     return path
+
+
+CTRL_C_PLUGIN = """
+import os, signal
+import ndevgan_core as nd
+
+@nd.hookimpl
+def on_step(run, step, metrics):
+    # as a person pressing Ctrl-C during this step of this run would
+    if run.run_dir.name == "{run_id}" and step == {step}:
+        os.kill(os.getpid(), signal.SIGINT)
+"""
 
 
 def study_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -305,8 +317,12 @@ def test_study_end_to_end_interrupted_then_resumed(tmp_path, classifier):
     out = tmp_path / "out"
     runs = out / "runs"
 
-    # first invocation: Ctrl-C (a real SIGINT, sent by the test hook) at step 6 of run 2
-    first = study_cli(str(grid), "--out", str(out), env={study.SIGINT_ENV: f"{SMALL_RUNS[1]}@6"})
+    # first invocation: Ctrl-C (a real SIGINT, sent by a test plugin) at step 6 of run 2
+    site = make_fake_distribution(
+        tmp_path / "site", "ndevgan-ctrl-c", "ndevgan_ctrl_c",
+        CTRL_C_PLUGIN.format(run_id=SMALL_RUNS[1], step=6), entry_point="ctrl-c",
+    )  # fmt: skip
+    first = study_cli(str(grid), "--out", str(out), env={"PYTHONPATH": str(site)})
     assert first.returncode == 130, first.stdout + first.stderr
     assert f"{SMALL_RUNS[1]}: interrupted at step 6 of 8" in first.stdout
     # the trainer's stop message points at the study, not at `ndevgan run --resume`

@@ -8,6 +8,7 @@ import signal
 import tomllib
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
@@ -252,3 +253,31 @@ def test_generator_ema_is_the_weight_average_saved_resumed_and_sampled(tmp_path,
 def test_ema_must_be_a_decay_below_one(registry):
     with pytest.raises(ConfigError, match="ema: expected a decay in"):
         config(registry, ema=1.0)
+
+
+def test_a_runs_loggers_are_unregistered_when_it_ends(tmp_path, registry):
+    seen: list[tuple[str, int]] = []
+
+    @attrs.frozen
+    class RecorderConfig:
+        tag: str = "a"
+
+    class RecorderLogger:
+        def __init__(self, config: RecorderConfig) -> None:
+            self.tag = config.tag
+
+        @nd.hookimpl
+        def on_step(self, run, step, metrics):
+            seen.append((str(run.run_dir.name), step))
+
+    class Provides:
+        @nd.hookimpl
+        def register_components(self, register):
+            register("logger.recorder", RecorderLogger, RecorderConfig)
+
+    registry.add_plugin(Provides())
+    raw = fast_raw(iterations=2)
+    raw["plugins"]["loggers"] = ["logger.recorder"]
+    Trainer(resolve(raw, registry), registry, run_dir=tmp_path / "first").fit()
+    Trainer(config(registry, iterations=3), registry, run_dir=tmp_path / "second").fit()
+    assert seen == [("first", 1), ("first", 2)]  # none of the second run's steps

@@ -383,10 +383,24 @@ def test_existing_database_needs_overwrite(tree, tmp_path):
     assert result.exit_code == 1 and "is not an ndevgan UCF101 database; refusing" in result.output
 
 
-def test_interrupted_prepare_resumes_without_redoing_videos(tree, db64, tmp_path):
+def _ctrl_c_after(monkeypatch, videos: int) -> None:
+    """Make prepare's writer raise KeyboardInterrupt (as Ctrl-C) when asked to write video
+    number ``videos`` + 1, so exactly ``videos`` videos are stored."""
+    original = store._Writer.add_video
+
+    def add_video(self, video, record, frames):
+        if video >= videos:
+            raise KeyboardInterrupt
+        original(self, video, record, frames)
+
+    monkeypatch.setattr(store._Writer, "add_video", add_video)
+
+
+def test_interrupted_prepare_resumes_without_redoing_videos(tree, db64, tmp_path, monkeypatch):
     db = tmp_path / "db"
-    stop = {store.STOP_AFTER_ENV: "5"}
-    result = cli_prepare(tree, db, env=stop)
+    with monkeypatch.context() as patch:
+        _ctrl_c_after(patch, 5)
+        result = cli_prepare(tree, db)
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.output and "--resume" in result.output
     partial = store.partial_path(db)

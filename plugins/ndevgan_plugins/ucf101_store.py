@@ -72,8 +72,6 @@ META_KEY = b"__meta__"
 CODECS = ("raw", "zlib")
 SUBSETS = ("train", "test", "all")
 PARTIAL_SUFFIX = ".partial"
-STOP_AFTER_ENV = "NDEVGAN_PREPARE_STOP_AFTER"
-"""Testing hook: stop ``prepare`` as if interrupted after this many videos were written."""
 
 RESIZES = {
     "cv2-cubic": "bicubic as OpenCV's INTER_CUBIC (a = -0.75, fixed point; not antialiased)",
@@ -859,17 +857,12 @@ def _already_finished(
     )
 
 
-def _stop_after() -> int:
-    value = os.environ.get(STOP_AFTER_ENV, "")
-    return int(value) if value.strip().isdigit() else 0
-
-
 def prepare(opts: PrepareOptions, argv: Iterable[str] | None = None) -> PrepareReport:
     """Turn the official UCF101 tree into one LMDB database (``ndevgan data prepare ucf101``).
 
     The database is built at ``<out>.partial`` and renamed to ``out`` once complete. Each video
-    is written in its own transaction, so an interrupted run (Ctrl-C, or the testing hook
-    ``NDEVGAN_PREPARE_STOP_AFTER=K``) leaves a partial database that ``resume=True`` continues
+    is written in its own transaction, so an interrupted run (Ctrl-C, or a killed process)
+    leaves a partial database that ``resume=True`` continues
     without redoing the videos it holds; videos skipped before are tried again. Returns the
     report; ``report.interrupted`` says the run stopped early. Bad videos are skipped and
     listed, never fatal; a wrong ``root``/``splits`` raises a ConfigError at once.
@@ -984,8 +977,6 @@ def _prepare_into(
             else:
                 todo.append((item, path))
         next_id = len(done)
-        stop_after = _stop_after()
-        processed = 0
         start = time.perf_counter()
         tasks = (
             Task(i, str(p), height, width, opts.codec, opts.level, opts.min_frames, opts.resize)
@@ -999,7 +990,6 @@ def _prepare_into(
                 contextlib.closing(run_tasks(tasks, pool, opts.workers)) as results,
             ):
                 for position, frames, reason, detail in results:
-                    processed += 1
                     item = todo[position][0]
                     if frames is None:
                         report.skipped.append(Skip(item.source, reason, detail))
@@ -1018,8 +1008,6 @@ def _prepare_into(
                             writer.sync()
                     bar.update(1)
                     bar.set_postfix(frames=report.frames, skipped=len(report.skipped))
-                    if stop_after and report.written >= stop_after and processed < len(todo):
-                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             report.interrupted = True
         report.seconds = time.perf_counter() - start

@@ -229,6 +229,12 @@ class Registry:
             self._current = None
         return list(self._added)
 
+    def remove_plugin(self, plugin: object) -> None:
+        """Unregister a plugin object added with :meth:`add_plugin` (its hooks stop firing;
+        components it registered stay known). Removing one that is not registered is a no-op."""
+        if self.pm.is_registered(plugin):
+            self.pm.unregister(plugin)
+
     def _load_entry_points(self) -> None:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist

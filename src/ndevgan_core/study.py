@@ -45,7 +45,6 @@ import io
 import itertools
 import json
 import math
-import os
 import shlex
 import signal
 import subprocess
@@ -91,10 +90,6 @@ FINAL_JSON = "final.json"
 TIMING_JSON = "timing.json"
 COMPARISON_NPZ = "comparison.npz"
 EVAL_LOGGER = "logger.eval"
-
-SIGINT_ENV = "NDEVGAN_STUDY_SIGINT_AT"
-"""Test hook: ``RUN_ID@STEP`` makes the local launcher send this process SIGINT (as Ctrl-C
-would) after that step of that run, to exercise interruption and resume end to end."""
 
 UNCOMPARED_RUN_KEYS = ("progress", "device", "workers", "threads", "out", "name")
 """``[run]`` settings that do not change what a run computes: a finished run whose config
@@ -582,52 +577,16 @@ def inspect_run(
 # Training a run
 
 
-class _SigintAt:
-    """Sends this process SIGINT after one step (the ``NDEVGAN_STUDY_SIGINT_AT`` test hook)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    @hookimpl
-    def on_step(self, run: Any, step: int, metrics: dict[str, float]) -> None:
-        """Signal once the step is reached, as a person pressing Ctrl-C would."""
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def _sigint_hook(run_id: str) -> _SigintAt | None:
-    value = os.environ.get(SIGINT_ENV, "")
-    target, _, step = value.rpartition("@")
-    if target == run_id and step.isdigit():
-        return _SigintAt(int(step))
-    return None
-
-
 def train_local(plan: PlannedRun, run_dir: Path, resume: bool, registry: Registry) -> int:
-    """Train (or continue) a run in this process; return the step it stopped at.
-
-    The trainer registers its logger instances with ``registry``; they are unregistered
-    afterwards so that the next run's events do not reach them.
-    """
-    import types
-
+    """Train (or continue) a run in this process; return the step it stopped at (the
+    trainer unregisters its loggers when it ends, so the next run's events do not reach
+    them)."""
     from .trainer import Trainer
 
-    before = set(registry.pm.get_plugins())
-    hook = _sigint_hook(plan.run_id)
-    try:
-        if hook is not None:
-            registry.add_plugin(hook)
-        trainer = Trainer(
-            plan.config, registry, run_dir=run_dir, resume=run_dir if resume else None
-        )
-        trainer.resume_hint = "the same `ndevgan study` command (finished runs are skipped)"
-        trainer.fit()
-        return trainer.step
-    finally:
-        for plugin in set(registry.pm.get_plugins()) - before:
-            if not isinstance(plugin, types.ModuleType):
-                registry.pm.unregister(plugin)
+    trainer = Trainer(plan.config, registry, run_dir=run_dir, resume=run_dir if resume else None)
+    trainer.resume_hint = "the same `ndevgan study` command (finished runs are skipped)"
+    trainer.fit()
+    return trainer.step
 
 
 def _toml_literal(value: Any) -> str:

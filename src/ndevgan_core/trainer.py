@@ -207,6 +207,7 @@ class Trainer:
         self.registry = registry
         self.force = force
         self._lock: DirectoryLock | None = None
+        self._loggers: list[Any] = []
         self.resume_hint: str | None = None
         """What the stop message tells the user to run to continue (default: ``ndevgan run
         --resume RUN_DIR``); a caller that drives the trainer, as a study, sets its own."""
@@ -221,7 +222,12 @@ class Trainer:
             raise
 
     def close(self) -> None:
-        """Release the run directory's lock and leave the process group (idempotent)."""
+        """Unregister this run's loggers, release the run directory's lock and leave the
+        process group (idempotent): a later run in this process sends its events to its own
+        loggers only."""
+        for logger in self._loggers:
+            self.registry.remove_plugin(logger)
+        self._loggers = []
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -306,8 +312,10 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.run.seed + 1)
         self.noise_rng = torch.Generator()
         self.step = 0
-        for name in config.plugins.loggers:
-            registry.add_plugin(registry.create(name, config.components[name]))
+        for name in config.plugins.loggers:  # unregistered by close(), when the run ends
+            logger = registry.create(name, config.components[name])
+            registry.add_plugin(logger)
+            self._loggers.append(logger)
         if state is not None:
             self._restore(state)
         self.model: VideoGAN = self._training_model()
