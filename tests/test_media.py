@@ -405,7 +405,7 @@ def test_png_failure_mid_write_removes_temp(
         media.write_png(tmp_path / "img.png", np.zeros((4, 4, 3), dtype=np.uint8))
     monkeypatch.undo()
     assert len(seen) == 1 and seen[0].parent == tmp_path
-    assert seen[0].name.startswith(".img.png.tmp-") and seen[0].name.endswith(".png")
+    assert seen[0].name.startswith(".img.png.") and seen[0].name.endswith(".tmp.png")
     assert dir_entries(tmp_path) == []
 
 
@@ -421,7 +421,7 @@ def test_video_temp_name_keeps_suffix(tmp_path: Path, monkeypatch: pytest.Monkey
     media.write_video(tmp_path / "v.mp4", smooth_video(2, 8, 8))
     ((src, dst),) = moves
     assert dst == tmp_path / "v.mp4" and src.parent == tmp_path
-    assert src.name.startswith(".v.mp4.tmp-") and src.suffix == ".mp4"
+    assert src.name.startswith(".v.mp4.") and src.name.endswith(".tmp.mp4")
 
 
 def test_read_video_errors(tmp_path: Path) -> None:

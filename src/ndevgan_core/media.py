@@ -8,23 +8,19 @@ Writers are atomic: they write a temporary file next to the target and ``os.repl
 into place, so a reader never sees a half-written file, and a failed write leaves neither
 a partial file nor a temporary one behind (an existing file at the target is kept).
 
-PNGs are written and read with ``zlib`` + ``struct`` only; videos go through PyAV, which
-is imported lazily so that the image helpers work without it.
+PNGs are written and read with Pillow; videos go through PyAV. Both are imported lazily.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import secrets
-import struct
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .files import atomic_path
 
 __all__ = [
     "INSIDE_COLOUR",
@@ -54,7 +50,6 @@ INSIDE_COLOUR = (60, 170, 60)
 OUTSIDE_COLOUR = (235, 135, 30)
 START_COLOUR = (40, 90, 220)
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MP4_CRF = 18
 
 
@@ -292,50 +287,16 @@ def timeline_strip(
     return image
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-
-@contextlib.contextmanager
-def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary path next to ``path``; move it into place on success.
-
-    The temporary name is ``.<name>.tmp-<random><suffix>`` so tools that infer a format
-    from the suffix still see the real one. On any exception the temporary file is removed
-    and the exception re-raised.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(6)}{final.suffix}")
-        try:
-            # O_EXCL reserves the name; mode 0o666 lets the umask decide permissions.
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        break
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
 # --------------------------------------------------------------------------- PNG
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
-    """Write a ``uint8`` ``(H, W, 3)`` RGB image as an 8-bit PNG; return the path.
+    """Write a ``uint8`` ``(H, W, 3)`` RGB image as an 8-bit PNG (Pillow); return the path.
 
-    Uses only ``zlib`` and ``struct`` (filter type 0 on every row). Atomic: the file
-    appears complete or not at all; parent directories are created.
+    Atomic: the file appears complete or not at all; parent directories are created.
     """
+    from PIL import Image
+
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(
@@ -345,139 +306,33 @@ def write_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     height, width, _ = image.shape
     if height == 0 or width == 0:
         raise ValueError(f"write_png cannot write an empty image of shape {image.shape}")
-    raw = np.zeros((height, 1 + 3 * width), dtype=np.uint8)  # column 0: filter type 0
-    raw[:, 1:] = image.reshape(height, 3 * width)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    data = b"".join(
-        [
-            _PNG_SIGNATURE,
-            _png_chunk(b"IHDR", ihdr),
-            _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)),
-            _png_chunk(b"IEND", b""),
-        ]
-    )
     final = Path(path)
-    with _atomic_target(final) as tmp, open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    with atomic_path(final) as tmp:
+        Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(tmp, format="PNG")
     return final
-
-
-# Channels per pixel for 8-bit PNG colour types: grey, RGB, palette, grey+alpha, RGBA.
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-
-
-def _paeth(a: int, b: int, c: int) -> int:
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    if pa <= pb and pa <= pc:
-        return a
-    return b if pb <= pc else c
-
-
-def _unfilter(data: bytes, height: int, stride: int, bpp: int, name: str) -> np.ndarray:
-    """Undo PNG scanline filters 0-4; returns ``(height, stride)`` uint8."""
-    if len(data) < height * (stride + 1):
-        raise ValueError(f"{name}: PNG image data is truncated")
-    rows = np.frombuffer(data, dtype=np.uint8, count=height * (stride + 1))
-    rows = rows.reshape(height, stride + 1)
-    out = np.zeros((height, stride), dtype=np.uint8)
-    prior = np.zeros(stride, dtype=np.uint8)
-    for y in range(height):
-        ftype = int(rows[y, 0])
-        line = rows[y, 1:]
-        if ftype == 0:
-            cur = line.copy()
-        elif ftype == 1:  # Sub: running sum per channel, modulo 256
-            padded = np.zeros(-(-stride // bpp) * bpp, dtype=np.int64)
-            padded[:stride] = line
-            cur = (np.cumsum(padded.reshape(-1, bpp), axis=0) % 256).astype(np.uint8)
-            cur = cur.reshape(-1)[:stride]
-        elif ftype == 2:  # Up
-            cur = line + prior  # uint8 arithmetic wraps modulo 256
-        elif ftype in (3, 4):  # Average / Paeth: inherently sequential
-            buf = bytearray(line.tobytes())
-            up = prior.tobytes()
-            for i in range(stride):
-                left = buf[i - bpp] if i >= bpp else 0
-                if ftype == 3:
-                    pred = (left + up[i]) >> 1
-                else:
-                    pred = _paeth(left, up[i], up[i - bpp] if i >= bpp else 0)
-                buf[i] = (buf[i] + pred) & 0xFF
-            cur = np.frombuffer(bytes(buf), dtype=np.uint8)
-        else:
-            raise ValueError(f"{name}: invalid PNG filter type {ftype} on row {y}")
-        out[y] = cur
-        prior = out[y]
-    return out
 
 
 def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a PNG as ``uint8`` ``(H, W, 3)`` RGB, e.g. to check or reuse saved results.
 
-    Handles the files :func:`write_png` writes and, more generally, any non-interlaced
-    8-bit greyscale, RGB, palette, grey+alpha or RGBA PNG using filters 0-4. Greyscale is
-    replicated to three channels and alpha is dropped (not composited). Raises
-    ``ValueError`` naming the file if it is not a PNG, is corrupt (bad CRC, truncated) or
-    uses an unsupported feature.
+    Any PNG Pillow reads (greyscale is replicated to three channels, a palette expanded,
+    alpha dropped, not composited). Raises ``ValueError`` naming the file if it is not a PNG
+    or is corrupt (bad CRC, truncated).
     """
+    from PIL import Image, UnidentifiedImageError
+
     path = Path(path)
-    blob = path.read_bytes()
-    name = str(path)
-    if not blob.startswith(_PNG_SIGNATURE):
-        raise ValueError(f"{name} is not a PNG file (missing PNG signature)")
-    pos = len(_PNG_SIGNATURE)
-    header: tuple[int, ...] | None = None
-    palette: np.ndarray | None = None
-    idat: list[bytes] = []
-    while True:
-        if pos + 8 > len(blob):
-            raise ValueError(f"{name}: PNG file is truncated (no IEND chunk)")
-        length, kind = struct.unpack(">I4s", blob[pos : pos + 8])
-        end = pos + 8 + length
-        if end + 4 > len(blob):
-            raise ValueError(f"{name}: PNG chunk {kind!r} is truncated")
-        body = blob[pos + 8 : end]
-        (crc,) = struct.unpack(">I", blob[end : end + 4])
-        if zlib.crc32(body, zlib.crc32(kind)) & 0xFFFFFFFF != crc:
-            raise ValueError(f"{name}: CRC mismatch in PNG chunk {kind!r}")
-        pos = end + 4
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"PLTE":
-            palette = np.frombuffer(body, dtype=np.uint8).reshape(-1, 3)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-    if header is None:
-        raise ValueError(f"{name}: PNG file has no IHDR chunk")
-    width, height, depth, ctype, compression, filter_method, interlace = header
-    if depth != 8 or ctype not in _PNG_CHANNELS:
-        raise ValueError(
-            f"{name}: only 8-bit PNGs are supported, got bit depth {depth}, colour type {ctype}"
-        )
-    if compression != 0 or filter_method != 0 or interlace != 0:
-        raise ValueError(f"{name}: interlaced or non-standard PNGs are not supported")
     try:
-        data = zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
-        raise ValueError(f"{name}: corrupt PNG image data ({exc})") from exc
-    channels = _PNG_CHANNELS[ctype]
-    pixels = _unfilter(data, height, width * channels, channels, name)
-    pixels = pixels.reshape(height, width, channels)
-    if ctype == 3:
-        if palette is None:
-            raise ValueError(f"{name}: palette PNG has no PLTE chunk")
-        index = pixels[..., 0]
-        if int(index.max(initial=0)) >= len(palette):
-            raise ValueError(f"{name}: PNG palette index out of range")
-        return palette[index].copy()
-    if ctype in (0, 4):
-        return np.repeat(pixels[..., :1], 3, axis=-1)
-    return np.ascontiguousarray(pixels[..., :3])
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                raise ValueError(f"{path} is not a PNG file (it is {image.format})")
+            image.load()
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, SyntaxError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path} is not a readable PNG file ({exc})") from exc
+    return np.asarray(rgb, dtype=np.uint8).copy()
 
 
 # --------------------------------------------------------------------------- video
@@ -496,27 +351,14 @@ def _check_video(video: np.ndarray) -> np.ndarray:
 
 
 def _median_cut_palette(pixels: np.ndarray, size: int = 256) -> np.ndarray:
-    """Up to ``size`` representative colours of ``pixels`` (``(P, 3)`` uint8) by median cut."""
+    """Up to ``size`` representative colours of ``pixels`` (``(P, 3)`` uint8), by Pillow's
+    median cut."""
+    from PIL import Image
 
-    def span(box: np.ndarray) -> tuple[int, int]:
-        return int(np.ptp(box, axis=0).max()), len(box)
-
-    boxes = [pixels]
-    spans = [span(pixels)]
-    while len(boxes) < size:
-        # Split the box with the largest colour range (ties: the most populated one).
-        best = max(range(len(boxes)), key=spans.__getitem__)
-        if spans[best][0] == 0:
-            break
-        box = boxes.pop(best)
-        spans.pop(best)
-        axis = int(np.argmax(np.ptp(box, axis=0)))
-        box = box[np.argsort(box[:, axis], kind="stable")]
-        half = len(box) // 2
-        for part in (box[:half], box[half:]):
-            boxes.append(part)
-            spans.append(span(part))
-    return np.stack([np.rint(b.mean(axis=0)) for b in boxes]).astype(np.uint8)
+    strip = Image.fromarray(np.ascontiguousarray(pixels.reshape(1, -1, 3)), mode="RGB")
+    quantized = strip.quantize(colors=size, method=Image.Quantize.MEDIANCUT)
+    palette = np.asarray(quantized.getpalette()[: 3 * size], dtype=np.uint8).reshape(-1, 3)
+    return np.unique(palette, axis=0)
 
 
 def _quantize(video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -609,7 +451,7 @@ def write_video(path: str | os.PathLike[str], video: np.ndarray, fps: int = 8) -
     import av
 
     fmt = suffix.lstrip(".")
-    with _atomic_target(final) as tmp, av.open(str(tmp), mode="w", format=fmt) as out:
+    with atomic_path(final) as tmp, av.open(str(tmp), mode="w", format=fmt) as out:
         if fmt == "mp4":
             _write_mp4(av, out, video, int(fps))
         else:
