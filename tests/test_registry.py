@@ -206,3 +206,23 @@ def test_catalogue_commands_table_names_importable_modules():
         group = click.Group()
         module.register_commands(cli=group)
         assert name in group.commands, (name, entry.module)
+
+
+def test_importing_the_core_does_not_load_the_applications():
+    code = (
+        "import sys, ndevgan_core\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('ndevgan'))))\n"
+    )
+    loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    applications = {
+        f"ndevgan_core.{m}"
+        for m in (
+            "export", "runtime", "sampling", "trainer", "study", "evaluation", "media",
+            "distributed", "checkpoint", "cli",
+        )
+    }  # fmt: skip
+    assert not loaded & applications, loaded & applications
+    assert "ndevgan_core.contracts" in loaded
+    import ndevgan_core as nd
+
+    assert callable(nd.train) and callable(nd.export_onnx)  # still there, on first use

@@ -42,16 +42,33 @@ from .contracts import (
     count_parameters,
 )
 from .errors import CheckpointError, ConfigError, NdevganError, PluginError
-from .export import ExportError, export_onnx
 from .fields import FieldOptions
 from .files import OutputPath
 from .hookspecs import hookimpl
 from .progress import progress_bar
 from .registry import Registry, default_registry, get_plugin, list_plugins
-from .runtime import OnnxVideoGenerator
-from .sampling import load_generator, train
 from .sde_solvers import SDESolverOptions, sdeint
 from .solvers import ODESolverOptions, odeint
+
+# The applications (training, export, ONNX Runtime) load on first use, so a plugin that
+# imports ndevgan_core does not pay for them.
+_LAZY = {
+    "ExportError": "export",
+    "export_onnx": "export",
+    "OnnxVideoGenerator": "runtime",
+    "load_generator": "sampling",
+    "train": "sampling",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ndevgan_core' has no attribute {name!r}")
 
 __all__ = [
     "Backbone",
