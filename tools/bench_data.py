@@ -307,10 +307,12 @@ def main(argv: list[str] | None = None) -> None:
     spec = nd.VideoSpec(16, 64, 64, 3)
     readers: dict[str, Dataset] = {
         "lmdb raw": UCF101Dataset(UCF101Config(path=str(args.work / "db-raw")), spec),
-        "lmdb raw, no checksums": UCF101Dataset(UCF101Config(path=str(unchecked)), spec),
         "lmdb zlib": UCF101Dataset(UCF101Config(path=str(args.work / "db-zlib")), spec),
         "lmdb raw uint8": UCF101Dataset(
             UCF101Config(path=str(args.work / "db-raw")), spec, as_uint8=True
+        ),
+        "lmdb raw uint8, no checksums": UCF101Dataset(
+            UCF101Config(path=str(unchecked)), spec, as_uint8=True
         ),
         "direct decode": DirectDecode(tree),
         "no-op": NoOp(10_000),
@@ -338,11 +340,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {name} | {workers} | {med:,.0f} | {min(rates):,.0f}–{max(rates):,.0f} | "
                 f"{med / base:.1f}× |"
             )
-    print("\n## Cost of the record checksums (CRC-32 verified on every frame read)\n")
+    print("\n## Cost of the record checksums (CRC-32 verified on every frame read; uint8 clips)\n")
     print("| workers | clips/s with | clips/s without (format 1) | cost |\n|---:|---:|---:|---:|")
     for workers in worker_counts:
-        checked = statistics.median(results[("lmdb raw", workers)])
-        plain = statistics.median(results[("lmdb raw, no checksums", workers)])
+        checked = statistics.median(results[("lmdb raw uint8", workers)])
+        plain = statistics.median(results[("lmdb raw uint8, no checksums", workers)])
         print(
             f"| {workers} | {checked:,.0f} | {plain:,.0f} | {100 * (1 - checked / plain):+.1f}% |"
         )
