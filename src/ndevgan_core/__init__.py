@@ -70,6 +70,7 @@ def __getattr__(name: str) -> object:
         return value
     raise AttributeError(f"module 'ndevgan_core' has no attribute {name!r}")
 
+
 __all__ = [
     "Backbone",
     "CheckpointError",
