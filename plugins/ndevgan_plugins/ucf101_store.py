@@ -17,8 +17,8 @@ record, keys in ASCII:
     ``raw`` bytes, or ``zlib`` of those bytes (see ``--codec``).
 
 Since version 2 every video and frame record starts with the CRC-32 of the rest (4 bytes,
-little-endian), checked on every read: a damaged record is an error naming the video and
-frame, never altered pixels. Version 1 databases (no checksums) are still read. Opening a
+little-endian), checked when a process first reads it (video records when the database
+opens): a damaged record is an error naming the video and frame, never altered pixels. Version 1 databases (no checksums) are still read. Opening a
 database first compares ``data.mdb``'s size with the size its LMDB meta pages record
 (:func:`check_lmdb_size`): a truncated file would otherwise kill the reader with SIGBUS.
 
