@@ -18,9 +18,10 @@ record, keys in ASCII:
 
 Since version 2 every video and frame record starts with the CRC-32 of the rest (4 bytes,
 little-endian), checked when a process first reads it (video records when the database
-opens): a damaged record is an error naming the video and frame, never altered pixels. Version 1 databases (no checksums) are still read. Opening a
-database first compares ``data.mdb``'s size with the size its LMDB meta pages record
-(:func:`check_lmdb_size`): a truncated file would otherwise kill the reader with SIGBUS.
+opens): a damaged record is an error naming the video and frame, never altered pixels.
+Version 1 databases (no checksums) are still read. Opening a database first compares
+``data.mdb``'s size with the size its LMDB meta pages record (:func:`check_lmdb_size`): a
+truncated file would otherwise kill the reader with SIGBUS.
 
 Frames are decoded with PyAV to RGB and resized bicubic by one of two methods (``--resize``):
 
