@@ -329,7 +329,6 @@ def damaged_databases(suite: Suite) -> None:
 
 
 def _frames_equal(db: Path, reference: Path) -> bool:
-    sys.path.insert(0, str(ROOT / "plugins"))
     from ndevgan_plugins.ucf101_store import Database
 
     a, b = Database(db), Database(reference)

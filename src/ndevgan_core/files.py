@@ -153,9 +153,7 @@ def describe_os_error(exc: OSError) -> str:
     """One line for a failed file operation: what failed, on which path, and why. The cause
     of a chained error (e.g. PyAV's or torch's wrapper around ENOSPC) is used when it is the
     more precise one."""
-    cause = exc
-    while not cause.errno and isinstance(cause.__cause__ or cause.__context__, OSError):
-        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    cause = _os_error_in(exc) or exc
     why = os_error_reason(cause)
     paths = [p for p in (cause.filename, cause.filename2) if p]
     where = " → ".join(str(p) for p in paths)
