@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import torch
 
@@ -87,6 +88,25 @@ def test_plugins_table_and_json():
     options = {o["name"]: o for o in ode["options"]}
     assert options["method"]["default"] == "rk4" and "dopri5" in options["method"]["choices"]
     assert options["adjoint"]["default"] is False
+    # the [run] settings are listed too, with their defaults and help
+    run = next(r for r in records if r["name"] == "run")
+    run_options = {o["name"]: o for o in run["options"]}
+    assert run["kind"] == "run" and {"iterations", "device", "threads", "amp"} <= set(run_options)
+    assert run_options["iterations"]["help"] and "iterations = 600" in table
+    only_run = json.loads(ndevgan("plugins", "--kind", "run", "--json").stdout)
+    assert [r["name"] for r in only_run] == ["run"]
+
+
+def test_print_config_shows_the_resolved_config_without_training(tmp_path):
+    proc = ndevgan(
+        "run", "--plugin", "temporal.ode", "--set", "temporal.ode.order=2",
+        "--set", f"run.out={tmp_path}", "--print-config",
+    )  # fmt: skip
+    printed = tomllib.loads(proc.stdout)
+    assert printed["plugins"]["temporal"] == "temporal.ode"
+    assert printed["temporal"]["ode"]["order"] == 2 and printed["temporal"]["ode"]["method"]
+    assert printed["run"]["iterations"] == 1500 and printed["backbone"]["tgan"]["preset"] == "tiny"
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
 
 
 def _variant_counts(out: str) -> dict[str, int]:
@@ -243,3 +263,23 @@ def test_cli_warning_display_takes_what_the_warnings_module_passes(capsys):
     err = capsys.readouterr().err
     assert "DeprecationWarning: deprecated thing" in err
     assert "Warning: plugin x failed\n" in err
+
+
+def test_every_command_option_has_help_text():
+    import click
+
+    from ndevgan_core.cli import cli
+
+    missing = []
+
+    def walk(command: click.Command, path: str, ctx: click.Context) -> None:
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden and not param.help:
+                missing.append(f"{path} {param.opts[0]}")
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                walk(sub, f"{path} {name}", click.Context(sub, parent=ctx, info_name=name))
+
+    walk(cli, "ndevgan", click.Context(cli, info_name="ndevgan"))
+    assert missing == []

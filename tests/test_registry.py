@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import warnings
@@ -13,7 +14,7 @@ import ndevgan_core as nd
 from ndevgan_core.errors import PluginError
 from ndevgan_core.registry import PluginWarning, Registry, read_catalogue
 
-from .conftest import TEMPORAL_SOURCE
+from .conftest import ROOT, TEMPORAL_SOURCE
 
 
 @attrs.frozen
@@ -226,3 +227,74 @@ def test_importing_the_core_does_not_load_the_applications():
     import ndevgan_core as nd
 
     assert callable(nd.train) and callable(nd.export_onnx)  # still there, on first use
+
+
+def readme_plugin_source() -> str:
+    """The ``my_dynamics.py`` block of the README's "Writing a plugin"."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```python\n# my_dynamics.py\n") + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+@pytest.mark.parametrize(
+    ("backbone", "latents"),
+    [("backbone.tgan", (100,)), ("backbone.mocogan", None), ("backbone.tganv2", None)],
+)
+def test_readme_plugin_example_generates_videos_on_every_backbone(backbone, latents, tmp_path):
+    import torch
+
+    from ndevgan_core.runconfig import assemble, resolve
+
+    module_path = tmp_path / "my_dynamics.py"
+    module_path.write_text(readme_plugin_source())
+    spec = importlib.util.spec_from_file_location("my_dynamics_readme", module_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    registry = Registry(entry_points=False, disabled=())
+    registry.add_plugin(module)
+    short = backbone.split(".")[1]
+    raw = {
+        "plugins": {"backbone": backbone, "temporal": "temporal.spiral"},
+        "backbone": {short: {"preset": "tiny"}},
+        "temporal": {"spiral": {"scale": 0.5}},
+    }
+    built = assemble(resolve(raw, registry), registry)
+    temporal_spec = built.temporal.spec
+    if latents is not None:
+        assert temporal_spec.latent_shape == latents
+    g = built.gan.generator.eval()
+    with torch.no_grad():
+        z = g.sample_z(2, torch.Generator().manual_seed(0))
+        frames = g.frame_latents(z)
+        video = g(z)
+    assert frames.shape == (2, temporal_spec.frames, *temporal_spec.latent_shape)
+    assert video.shape[:3] == (2, 3, temporal_spec.frames) and video.isfinite().all()
+
+
+def test_a_temporal_generator_of_the_wrong_output_shape_is_named():
+    import torch
+
+    from ndevgan_core.runconfig import assemble, resolve
+
+    class Flat(nd.TemporalGenerator):
+        def forward(self, z, t):  # (B, T, D) where TGANv2 asks for feature maps
+            return z[:, None].expand(-1, len(t), -1)
+
+    class Provides:
+        @nd.hookimpl
+        def register_components(self, register):
+            register("temporal.flat", lambda config, spec: Flat(spec, "temporal.flat"), Empty)
+
+    @attrs.frozen
+    class Empty:
+        """No options."""
+
+    registry = Registry(entry_points=False, disabled=())
+    registry.add_plugin(Provides())
+    raw = {
+        "plugins": {"backbone": "backbone.tganv2", "temporal": "temporal.flat"},
+        "backbone": {"tganv2": {"preset": "tiny"}},
+    }
+    g = assemble(resolve(raw, registry), registry).gan.generator
+    with pytest.raises(PluginError, match=r"temporal.flat returned frame latents of shape "):
+        g(g.sample_z(2, torch.Generator().manual_seed(0)))

@@ -433,8 +433,14 @@ def _describe_stats(path: Path) -> None:
     type=click.IntRange(min=2),
     help="Real clips (as many as `ndevgan eval --n` generates).",
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Videos per classifier batch.",
+)
+@nd.device_option
 @click.option(
     "--stats-cache",
     type=click.Path(file_okay=False),
@@ -448,7 +454,7 @@ def _describe_stats(path: Path) -> None:
     metavar="dataset.NAME.KEY=VALUE",
     help="Change an option of the run's dataset.",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@nd.progress_option
 def stats_command(
     target: str,
     weights: str | None,

@@ -354,7 +354,7 @@ def prepare_group() -> None:
 @click.option(
     "--limit", type=click.IntRange(min=0), default=0, help="Only the first N listed videos."
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@nd.progress_option
 def prepare_ucf101(
     root: str,
     splits: str | None,
@@ -509,7 +509,7 @@ def info_command(db: str, as_json: bool) -> None:
 
 @data_group.command("verify")
 @click.argument("db", type=click.Path())
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@nd.progress_option
 def verify_command(db: str, progress: bool) -> None:
     """Check every record of a database: each frame present, of the stored size, and (version
     2 on) matching its checksum. Lists every damaged record; exits 1 if there is one."""
@@ -540,7 +540,13 @@ def verify_command(db: str, progress: bool) -> None:
     type=nd.OutputPath(),
     help="x.mp4 or x.gif (the video) or x.png (a strip of up to 16 frames).",
 )
-@click.option("--fps", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option(
+    "--fps",
+    type=click.IntRange(min=1),
+    default=25,
+    show_default=True,
+    help="Frames per second of the MP4 and GIF files.",
+)
 def show_command(db: str, video: int, out: str, fps: int) -> None:
     """Write one stored video back out, to look at what training will see."""
     from ndevgan_core import media

@@ -43,7 +43,6 @@ from .contracts import (
 )
 from .errors import CheckpointError, ConfigError, NdevganError, PluginError
 from .fields import FieldOptions
-from .files import OutputPath
 from .hookspecs import hookimpl
 from .progress import progress_bar
 from .registry import Registry, default_registry, get_plugin, list_plugins
@@ -54,6 +53,9 @@ from .solvers import ODESolverOptions, odeint
 # imports ndevgan_core does not pay for them.
 _LAZY = {
     "ExportError": "export",
+    "OutputPath": "options",
+    "device_option": "options",
+    "progress_option": "options",
     "export_onnx": "export",
     "OnnxVideoGenerator": "runtime",
     "load_generator": "sampling",
@@ -98,6 +100,7 @@ __all__ = [
     "build_config",
     "count_parameters",
     "default_registry",
+    "device_option",
     "export_onnx",
     "get_plugin",
     "hookimpl",
@@ -106,6 +109,7 @@ __all__ = [
     "odeint",
     "option",
     "progress_bar",
+    "progress_option",
     "sdeint",
     "train",
 ]

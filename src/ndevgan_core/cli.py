@@ -14,7 +14,8 @@ import click
 
 from .config import describe_options
 from .errors import ConfigWarning, NdevganError
-from .files import DirectoryLock, OutputPath, describe_os_error
+from .files import DirectoryLock, describe_os_error
+from .options import OutputPath, device_option
 from .registry import PluginWarning, Registry, default_registry
 
 
@@ -160,12 +161,19 @@ def set_plugins(overrides: Sequence[str]) -> frozenset[str]:
     help="With --resume: accept --set options that would not continue the run exactly "
     "(its seed, or any plugin option).",
 )
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the fully resolved config (every option, as the run's config.toml) and exit "
+    "without training.",
+)
 def run(
     config_file: str | None,
     plugins: tuple[str, ...],
     overrides: tuple[str, ...],
     resume: str | None,
     force: bool,
+    print_config: bool,
 ) -> None:
     """Train a video GAN. With no arguments: TGAN-ODE `tiny` on the built-in shapes dataset.
 
@@ -207,6 +215,11 @@ def run(
         config = resolve(raw_config(None, (), overrides, base=saved), registry)
     else:
         config = resolve_cli_config(config_file, plugins, overrides, registry)
+    if print_config:
+        from .config import dump_toml
+
+        click.echo(dump_toml(config.to_dict()), nl=False)
+        return
     run_dir = train(config, registry, resume=resume, force=force)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
         click.echo(f"run directory: {run_dir}")
@@ -225,13 +238,14 @@ def run(
     help="Output grid video (.mp4 or .gif); a PNG strip is written beside it.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the latents.")
-@click.option("--fps", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option(
-    "--device",
-    default="auto",
+    "--fps",
+    default=8,
     show_default=True,
-    help="auto (cuda when available), cpu, cuda or cuda:N.",
+    type=click.IntRange(min=1),
+    help="Frames per second of the MP4 and GIF files.",
 )
+@device_option
 @click.option(
     "--t-start",
     type=float,
@@ -329,9 +343,41 @@ def _held_times(grid: Any) -> Any:
     return np.concatenate([np.repeat(base[:-1], grid.factor), base[-1:]])
 
 
+def _option_records(config_class: type) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": o.name,
+            "type": o.type,
+            "default": o.default,
+            "help": o.help,
+            **({"choices": list(o.choices)} if o.choices else {}),
+        }
+        for o in describe_options(config_class)
+    ]
+
+
 def plugin_records(registry: Registry, kind: str | None = None) -> list[dict[str, Any]]:
-    """Everything ``ndevgan plugins`` shows, as plain data."""
+    """Everything ``ndevgan plugins`` shows, as plain data: the plugins of ``kind`` (all when
+    None), and with all of them (or with ``kind="run"``) the ``[run]`` settings as a record of
+    kind ``run``."""
+    from . import __version__
+    from .runconfig import RunConfig
+
     records = []
+    if kind in (None, "run"):
+        records.append(
+            {
+                "name": "run",
+                "kind": "run",
+                "package": "ndevgan",
+                "version": __version__,
+                "builtin": True,
+                "module": "ndevgan_core.runconfig",
+                "summary": "Settings of every run that belong to no plugin ([run] in a config "
+                "file, --set run.KEY=VALUE)",
+                "options": _option_records(RunConfig),
+            }
+        )
     for comp in registry.load_all():
         if kind and comp.kind != kind:
             continue
@@ -344,16 +390,7 @@ def plugin_records(registry: Registry, kind: str | None = None) -> list[dict[str
                 "builtin": comp.provider.builtin,
                 "module": comp.provider.plugin,
                 "summary": comp.summary,
-                "options": [
-                    {
-                        "name": o.name,
-                        "type": o.type,
-                        "default": o.default,
-                        "help": o.help,
-                        **({"choices": list(o.choices)} if o.choices else {}),
-                    }
-                    for o in describe_options(comp.config_class)
-                ],
+                "options": _option_records(comp.config_class),
             }
         )
     return records
@@ -363,8 +400,8 @@ def plugin_records(registry: Registry, kind: str | None = None) -> list[dict[str
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option(
     "--kind",
-    type=click.Choice(["backbone", "temporal", "dataset", "metric", "logger"]),
-    help="Only this kind.",
+    type=click.Choice(["run", "backbone", "temporal", "dataset", "metric", "logger"]),
+    help="Only this kind (run: the [run] settings).",
 )
 @click.option(
     "--options/--no-options",
@@ -373,7 +410,8 @@ def plugin_records(registry: Registry, kind: str | None = None) -> list[dict[str
     help="List each plugin's options under it.",
 )
 def plugins_command(as_json: bool, kind: str | None, options: bool) -> None:
-    """List the installed plugins: name, kind, package, version, summary and options."""
+    """List the installed plugins (name, kind, package, version, summary and options) and
+    the [run] settings every run has."""
     registry = _registry()
     records = plugin_records(registry, kind)
     if as_json:

@@ -18,7 +18,7 @@ import attrs
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, PluginError
 from .sde_solvers import SDESolverOptions, sde_noise_shape, sdeint_from
 from .solvers import ODESolverOptions, odeint_from
 
@@ -293,12 +293,23 @@ class VideoGenerator(nn.Module):
         self.temporal.check_times(t)
         start = z if self.temporal_slice is None else z[:, slice(*self.temporal_slice)]
         if self.temporal.stochastic:
-            return self.temporal(start, t, noise=noise, generator=generator)
-        if noise is not None:
+            latents = self.temporal(start, t, noise=noise, generator=generator)
+        elif noise is not None:
             raise ConfigError(
                 f"{self.temporal.plugin_name} is deterministic; it takes no noise input"
             )
-        return self.temporal(start, t)
+        else:
+            latents = self.temporal(start, t)
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return latents  # checked eagerly; an export traces symbolic shapes
+        expected = (z.shape[0], t.shape[0], *self.temporal.spec.latent_shape)
+        if tuple(latents.shape) != expected:
+            raise PluginError(
+                f"{self.temporal.plugin_name} returned frame latents of shape "
+                f"{tuple(latents.shape)}; the backbone expects (batch, frames, "
+                f"*spec.latent_shape) = {expected}"
+            )
+        return latents
 
 
 class VideoGAN(nn.Module, abc.ABC):

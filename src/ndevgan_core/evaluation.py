@@ -43,8 +43,9 @@ import torch
 from .config import build_config, config_to_dict
 from .contracts import VideoClassifier, VideoDataset, VideoGenerator, normalise_videos
 from .errors import ConfigError, PluginError
-from .files import OutputPath, atomic_open, output_problem, write_json_atomic
+from .files import atomic_open, output_problem, write_json_atomic
 from .hookspecs import hookimpl
+from .options import OutputPath, device_option, progress_option
 from .progress import progress_bar
 from .registry import Registry, default_registry, qualify
 
@@ -816,11 +817,21 @@ def _format(value: float) -> str:
 @click.option(
     "--splits", type=click.IntRange(min=1), default=None, help="IS splits (stylegan-v; 10)."
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
-    "--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda."
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Videos per generator and classifier batch (the scores do not depend on it).",
 )
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seed of the generated videos' latents (and noise).",
+)
+@device_option
 @click.option(
     "--dropout-compat",
     is_flag=True,
@@ -847,7 +858,7 @@ def _format(value: float) -> str:
     metavar="dataset.NAME.KEY=VALUE",
     help="Change an option of the checkpoint's dataset (e.g. where its files are here).",
 )
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option
 def eval_command(
     checkpoint: str,
     metric_names: tuple[str, ...],

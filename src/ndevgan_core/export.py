@@ -45,8 +45,9 @@ from torch import nn
 from .checkpoint import latest_checkpoint
 from .contracts import ODETemporalGenerator, SDETemporalGenerator, VideoGenerator
 from .errors import CheckpointError, ConfigError, NdevganError
-from .files import OutputPath, write_bytes_atomic
+from .files import write_bytes_atomic
 from .hookspecs import hookimpl
+from .options import OutputPath
 from .registry import Registry, default_registry
 from .runtime import (
     FORMAT,
@@ -914,7 +915,13 @@ def _hint(notes: list[str]) -> str:
     help="Unrolled solver in the graph (ODE: euler, midpoint, rk4, rk4-classic; SDE: "
     "euler-maruyama, milstein). Default: nearest to the training solver.",
 )
-@click.option("--opset", type=click.IntRange(min=13), default=18, show_default=True)
+@click.option(
+    "--opset",
+    type=click.IntRange(min=13),
+    default=18,
+    show_default=True,
+    help="ONNX opset version of the file (13 or newer).",
+)
 @click.option("--fp16", is_flag=True, help="Export in half precision (inputs and output too).")
 @click.option(
     "--exporter",

@@ -19,11 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import click
-
 __all__ = [
     "DirectoryLock",
-    "OutputPath",
     "atomic_open",
     "atomic_path",
     "describe_os_error",
@@ -254,21 +251,3 @@ def output_problem(path: str | Path, directory: bool = False) -> str | None:
             else (f"{ancestor} is not writable (permission denied)")
         )
     return None
-
-
-class OutputPath(click.Path):
-    """A click parameter type for an output file (or ``directory=True``: an output directory)
-    that is checked for writability when the command line is parsed (:func:`output_problem`)."""
-
-    def __init__(self, directory: bool = False) -> None:
-        super().__init__(file_okay=not directory, dir_okay=directory)
-        self.directory = directory
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        """The path, or a usage error naming it and why it cannot be written."""
-        if value is None:
-            return value
-        problem = output_problem(value, self.directory)
-        if problem:
-            self.fail(f"cannot write {value}: {problem}", param, ctx)
-        return value

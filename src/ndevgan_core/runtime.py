@@ -33,8 +33,8 @@ import click
 import numpy as np
 
 from .errors import ConfigError
-from .files import OutputPath
 from .hookspecs import hookimpl
+from .options import OutputPath
 
 METADATA_KEY = "ndevgan"
 """The key of the model's metadata entry (JSON) that ``ndevgan export`` writes."""
@@ -515,7 +515,13 @@ class OnnxVideoGenerator:
     type=click.Choice(PROVIDERS),
     help="auto: CUDA when onnxruntime can load it, else the CPU.",
 )
-@click.option("--fps", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--fps",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Frames per second of the MP4 and GIF files.",
+)
 @click.option(
     "--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Per run."
 )

@@ -76,13 +76,13 @@ from .config import (
 from .errors import ConfigError, NdevganError
 from .files import (
     DirectoryLock,
-    OutputPath,
     atomic_path,
     write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
 )
 from .hookspecs import hookimpl
+from .options import OutputPath
 from .registry import Registry, default_registry, qualify
 
 RUNS_DIR = "runs"
