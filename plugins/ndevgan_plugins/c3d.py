@@ -7,10 +7,9 @@ Everything the video IS/FID metrics need, without registering any plugin yet:
 * :func:`preprocess`: generated videos in [-1, 1] → the C3D input clip (B, 3, 16, 112, 112).
 * :func:`load_chainer_npz` reads the Chainer weights and ``mean2.npz`` with numpy only;
   :func:`save_c3d` / :func:`load_c3d` keep a converted copy as a plain torch file.
-* :func:`inception_score` and :func:`is_tganv2` / :func:`is_stylegan_v` for both published
-  IS protocols; :func:`feature_stats`, :func:`frechet_distance` and
-  :func:`fid_from_features` for FID on fc7 features. The metrics compute in float64 with
-  numpy only (scipy is a test dependency, never needed at runtime).
+* :func:`inception_score` and :func:`frechet_distance`, the maths of IS and FID in float64
+  with numpy only (scipy is a test dependency, never needed at runtime); the protocols that
+  use them (TGANv2's and StyleGAN-V's) are the ``metric.is`` / ``metric.fid`` plugins.
 
 Typical use::
 
@@ -24,7 +23,7 @@ Typical use::
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +34,14 @@ from torch import nn
 
 from ndevgan_core.checkpoint import atomic_torch_save
 from ndevgan_core.errors import ConfigError
-from ndevgan_core.evaluation import FeatureStats
 
 __all__ = [
     "C3D",
     "C3D_SHAPES",
     "MEAN_SHAPE",
     "c3d_preprocessing",
-    "feature_stats",
-    "fid_from_features",
     "frechet_distance",
     "inception_score",
-    "is_stylegan_v",
-    "is_tganv2",
     "load_c3d",
     "load_chainer_npz",
     "preprocess",
@@ -423,12 +417,8 @@ def inception_score(probs: torch.Tensor | np.ndarray, splits: int = 1) -> tuple[
     The N rows are cut into ``splits`` consecutive equal parts (the last takes the
     remainder); p(y) is the mean prediction of each part; ``0·log 0`` counts as 0.
 
-    Protocols (docs/FIDELITY.md):
-
-    * StyleGAN-V: ``inception_score(probs_of_2048_samples, splits=10)`` → mean ± std over
-      the 10 splits (or :func:`is_stylegan_v`).
-    * TGANv2: 2048 samples, one split, repeated 10 times with fresh samples → mean ± std of
-      the 10 scores: :func:`is_tganv2`.
+    The published protocols (TGANv2's one split per loop of fresh samples, StyleGAN-V's
+    shuffled splits) are ``metric.is``'s; see docs/FIDELITY.md.
 
     Args:
         probs: (N, C) rows of class probabilities (softmax outputs).
@@ -454,32 +444,8 @@ def inception_score(probs: torch.Tensor | np.ndarray, splits: int = 1) -> tuple[
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def is_tganv2(probs_batches: Iterable[torch.Tensor | np.ndarray]) -> tuple[float, float]:
-    """TGANv2 protocol: one single-split IS per batch of samples → mean ± std over batches.
-
-    Args:
-        probs_batches: L arrays (N, C), each the probabilities of N fresh samples (the
-            protocol uses N = 2048, L = 10).
-    """
-    scores = [inception_score(p, splits=1)[0] for p in probs_batches]
-    if not scores:
-        raise ConfigError("is_tganv2 needs at least one batch of probabilities")
-    return float(np.mean(scores)), float(np.std(scores))
-
-
-def is_stylegan_v(probs: torch.Tensor | np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """StyleGAN-V protocol: N samples (2048) cut into ``splits`` (10) → mean ± std."""
-    return inception_score(probs, splits=splits)
-
-
 # ------------------------------------------------------------------------------------------
 # FID
-
-
-def feature_stats(features: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and covariance (D, D; unbiased, rows are samples) of features in float64."""
-    stats = FeatureStats.from_features(_as_float64(features))
-    return stats.mean, stats.cov
 
 
 def _sqrt_psd(s: np.ndarray) -> np.ndarray:
@@ -511,10 +477,3 @@ def frechet_distance(
     tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
-
-
-def fid_from_features(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
-    """FID between two feature sets (N, D), e.g. C3D fc7 of real and generated clips."""
-    mu1, s1 = feature_stats(a)
-    mu2, s2 = feature_stats(b)
-    return frechet_distance(mu1, s1, mu2, s2)

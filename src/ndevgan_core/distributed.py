@@ -234,24 +234,11 @@ def agree(
 # Batch norm over the global batch
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks, differentiable to any order (the gradient of a sum over ranks is the
-    sum over ranks of the gradients)."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor) -> torch.Tensor:
-        out = tensor.clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return _AllReduceSum.apply(grad)
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum of ``tensor`` over all ranks, with gradients flowing back to every rank."""
-    return _AllReduceSum.apply(tensor)
+    """The sum of ``tensor`` over all ranks, with gradients flowing back to every rank (torch's
+    differentiable all-reduce: the gradient of a sum over ranks is the sum over ranks of the
+    gradients, to any order)."""
+    return torch.distributed.nn.functional.all_reduce(tensor)
 
 
 class CrossRankBatchNorm(nn.modules.batchnorm._BatchNorm):

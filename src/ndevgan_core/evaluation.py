@@ -246,20 +246,11 @@ class _Ranks:
 
     def gather(self, local: np.ndarray, batches: Sequence[range]) -> np.ndarray:
         """Rows of this rank's batches (in order) → the rows of every batch, in sample order,
-        on every rank (an all_gather, padded to the longest share)."""
+        on every rank."""
         if self.world == 1:
             return local
-        dist = torch.distributed
-        counts = [sum(len(b) for b in batches[r :: self.world]) for r in range(self.world)]
-        longest = max(counts)
-        device = torch.device("cpu")
-        if dist.get_backend() == "nccl":
-            device = torch.device("cuda", torch.cuda.current_device())
-        padded = torch.zeros((longest, local.shape[1]), dtype=torch.float32, device=device)
-        padded[: local.shape[0]] = torch.from_numpy(local).to(device)
-        parts = [torch.empty_like(padded) for _ in range(self.world)]
-        dist.all_gather(parts, padded)
-        shares = [p[:c].cpu().numpy() for p, c in zip(parts, counts, strict=True)]
+        shares: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(shares, local)
         offsets = [0] * self.world
         rows = []
         for j, batch in enumerate(batches):
@@ -268,22 +259,13 @@ class _Ranks:
             offsets[owner] += len(batch)
         return np.concatenate(rows) if rows else local[:0]
 
-    def broadcast(self, array: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-        """Rank 0's float64 ``array`` on every rank."""
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (picklable) on every rank."""
         if self.world == 1:
-            assert array is not None
-            return array
-        dist = torch.distributed
-        device = torch.device("cpu")
-        if dist.get_backend() == "nccl":
-            device = torch.device("cuda", torch.cuda.current_device())
-        if self.is_main:
-            assert array is not None
-            tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(device)
-        else:
-            tensor = torch.empty(shape, dtype=torch.float64, device=device)
-        dist.broadcast(tensor, src=0)
-        return tensor.cpu().numpy()
+            return value
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,11 +490,9 @@ def real_feature_stats(
         except ConfigError as exc:
             warnings.warn(f"recomputing real-data statistics: {exc}", StatsCacheWarning, 2)
             cached = None
-    hit = ranks.broadcast(np.array([1.0 if cached is not None else 0.0]), (1,))[0] > 0
-    if hit:
-        mean = ranks.broadcast(cached.mean if cached else None, (f,))
-        cov = ranks.broadcast(cached.cov if cached else None, (f, f))
-        return FeatureStats(mean, cov, key["samples"]), path
+    shared = ranks.broadcast(cached)  # rank 0's cache hit (or None) on every rank
+    if shared is not None:
+        return shared, path
     indices = real_indices(len(dataset), samples)
     features = _classify_real(
         dataset,
