@@ -9,7 +9,7 @@ import tomllib
 import torch
 
 from ndevgan_core import media
-from ndevgan_core.checkpoint import load_checkpoint
+from ndevgan_core.training.checkpoint import load_checkpoint
 
 from .conftest import FAST, TEMPORAL_SOURCE, ndevgan
 

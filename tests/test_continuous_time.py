@@ -16,7 +16,7 @@ import ndevgan_core as nd
 from ndevgan_core import media
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import resolve
-from ndevgan_core.sampling import load_generator, sample_videos, time_grid
+from ndevgan_core.training.api import load_generator, sample_videos, time_grid
 
 from .conftest import fast_raw, ndevgan
 

@@ -23,12 +23,12 @@ import torch
 import torch.distributed as dist
 
 import ndevgan_core as nd
-from ndevgan_core import distributed
-from ndevgan_core.checkpoint import list_checkpoints, load_checkpoint
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import resolve
-from ndevgan_core.trainer import ResumableBatchSampler, Trainer
+from ndevgan_core.training import distributed
+from ndevgan_core.training.checkpoint import list_checkpoints, load_checkpoint
+from ndevgan_core.training.trainer import ResumableBatchSampler, Trainer
 
 from .conftest import ROOT, fast_raw
 
@@ -206,7 +206,7 @@ UNUSED_PARAMETERS_SCRIPT = """
 import gc
 import torch
 import torch.distributed as dist
-from ndevgan_core import distributed
+from ndevgan_core.training import distributed
 from ndevgan_core.errors import ConfigError
 
 context = distributed.setup("cpu")
@@ -303,10 +303,10 @@ WORKER = textwrap.dedent(
     import hashlib, json, pathlib, sys
     import torch, torch.distributed as dist
     import ndevgan_core as nd
-    from ndevgan_core import distributed
+    from ndevgan_core.training import distributed
     from ndevgan_core.registry import Registry
     from ndevgan_core.runconfig import resolve
-    from ndevgan_core.trainer import Trainer
+    from ndevgan_core.training.trainer import Trainer
 
 
     class RankCheck:

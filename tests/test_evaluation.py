@@ -424,7 +424,7 @@ def test_converted_c3d_file_opens_as_c3d_with_dropout_compat(
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ndevgan_core.runconfig import resolve
-    from ndevgan_core.trainer import Trainer
+    from ndevgan_core.training.trainer import Trainer
 
     registry = Registry(entry_points=False, disabled=())
     config = resolve(fast_raw(iterations=2), registry)
@@ -628,7 +628,7 @@ def test_shapes_classifier_scores_real_clips_above_noise() -> None:
 @pytest.mark.slow
 def test_trained_demo_checkpoint_has_a_better_fid_than_its_initialisation(tmp_path: Path) -> None:
     from ndevgan_core.runconfig import demo_config, raw_config, resolve
-    from ndevgan_core.trainer import Trainer
+    from ndevgan_core.training.trainer import Trainer
 
     registry = Registry(entry_points=False, disabled=())
     overrides = ["run.iterations=300", "run.checkpoint_every=300", "run.sample_every=300"]

@@ -1,4 +1,4 @@
-"""ONNX export and ONNX Runtime inference (ndevgan_core.export, ndevgan_core.runtime).
+"""ONNX export and ONNX Runtime inference (ndevgan_core.export.onnx, ndevgan_core.export.runtime).
 
 Checkpoints of the tiny presets are built in-process (random weights: parity does not need
 training). The fast tests cover one ODE, one SDE and one discrete stochastic generator, the
@@ -23,18 +23,18 @@ import torch
 
 import ndevgan_core as nd
 from ndevgan_core import media
-from ndevgan_core.checkpoint import save_checkpoint
 from ndevgan_core.errors import ConfigError
-from ndevgan_core.export import (
+from ndevgan_core.export.onnx import (
     ExportError,
     export_onnx,
     exportable_generator,
     plan_export,
 )
+from ndevgan_core.export.runtime import OnnxVideoGenerator, open_session, read_metadata
 from ndevgan_core.registry import Provider, Registry
 from ndevgan_core.runconfig import assemble, resolve
-from ndevgan_core.runtime import OnnxVideoGenerator, open_session, read_metadata
-from ndevgan_core.sampling import load_generator, sample_videos
+from ndevgan_core.training.api import load_generator, sample_videos
+from ndevgan_core.training.checkpoint import save_checkpoint
 
 from .conftest import ROOT, ndevgan
 
@@ -470,7 +470,7 @@ def test_onnx_file_whose_metadata_disagrees_with_its_graph_is_one_error(ode_expo
 
     import onnx
 
-    from ndevgan_core.runtime import METADATA_KEY
+    from ndevgan_core.export.runtime import METADATA_KEY
 
     model = onnx.load(str(ode_export[1]))
     for prop in model.metadata_props:

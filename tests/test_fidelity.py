@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import ndevgan_core as nd
-from ndevgan_core.study import load_grid, plan_runs
+from ndevgan_plugins.study import load_grid, plan_runs
 
 STUDIES = Path(__file__).resolve().parents[1] / "examples" / "studies"
 

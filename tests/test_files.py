@@ -9,7 +9,6 @@ import stat
 import pytest
 import torch
 
-from ndevgan_core.checkpoint import atomic_torch_save
 from ndevgan_core.files import (
     atomic_open,
     atomic_path,
@@ -17,6 +16,7 @@ from ndevgan_core.files import (
     write_json_atomic,
     write_text_atomic,
 )
+from ndevgan_core.training.checkpoint import atomic_torch_save
 
 
 def test_writers_create_parents_and_round_trip(tmp_path):

@@ -10,7 +10,7 @@ import torch
 import ndevgan_core as nd
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import make_dataset, resolve
-from ndevgan_core.sampling import load_generator, sample_videos
+from ndevgan_core.training.api import load_generator, sample_videos
 
 STEPS = 80
 

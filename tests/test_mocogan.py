@@ -12,12 +12,12 @@ import torch
 
 import ndevgan_core as nd
 from ndevgan_core import media
-from ndevgan_core.checkpoint import load_checkpoint
 from ndevgan_core.config import build_config
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import resolve
-from ndevgan_core.sampling import load_generator, sample_videos
+from ndevgan_core.training.api import load_generator, sample_videos
+from ndevgan_core.training.checkpoint import load_checkpoint
 from ndevgan_plugins.mocogan import (
     GRUTemporal,
     GRUTemporalConfig,

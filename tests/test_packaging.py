@@ -35,8 +35,10 @@ def pip_install_target(source: Path, target: Path) -> None:
 def test_regular_install_ships_registry_and_plugins(tmp_path):
     target = tmp_path / "site"
     pip_install_target(ROOT, target)
-    assert (target / "ndevgan_core" / "registry.toml").is_file()
-    assert not (target / "ndevgan_core" / "registry.toml").is_symlink()
+    # the catalogue is the plugins package's data, found through its entry point
+    assert (target / "ndevgan_plugins" / "registry.toml").is_file()
+    assert not (target / "ndevgan_plugins" / "registry.toml").is_symlink()
+    assert not (target / "ndevgan_core" / "registry.toml").exists()
     assert (target / "ndevgan_core" / "demo.toml").is_file()
     # the shapes classifier the metrics score the demo dataset with
     assert (target / "ndevgan_plugins" / "weights" / "shapes_c3d.pt").is_file()

@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from ndevgan_core.checkpoint import (
+from ndevgan_core.errors import CheckpointError, DirectoryInUseError
+from ndevgan_core.files import LOCK_NAME, DirectoryLock, describe_os_error, write_bytes_atomic
+from ndevgan_core.registry import Registry
+from ndevgan_core.runconfig import resolve
+from ndevgan_core.training.checkpoint import (
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
     payload_digest,
     save_checkpoint,
 )
-from ndevgan_core.errors import CheckpointError, DirectoryInUseError
-from ndevgan_core.files import LOCK_NAME, DirectoryLock, describe_os_error, write_bytes_atomic
-from ndevgan_core.registry import Registry
-from ndevgan_core.runconfig import resolve
-from ndevgan_core.trainer import Trainer, changed_options
+from ndevgan_core.training.trainer import Trainer, changed_options
 
 from .conftest import FAST, fast_raw, ndevgan
 

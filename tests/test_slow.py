@@ -10,9 +10,9 @@ import torch
 
 import ndevgan_core as nd
 from ndevgan_core import media
-from ndevgan_core.checkpoint import load_checkpoint
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import demo_config, resolve
+from ndevgan_core.training.checkpoint import load_checkpoint
 
 from .conftest import ndevgan
 

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 import ndevgan_core as nd
-from ndevgan_core import evaluation, media, study
-from ndevgan_core.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from ndevgan_core import evaluation, media
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import assemble, resolve
+from ndevgan_core.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from ndevgan_plugins import study
 
 from .conftest import ROOT, fast_raw, make_fake_distribution
 

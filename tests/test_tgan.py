@@ -215,7 +215,7 @@ def test_training_step_updates_both_networks_and_reports_scores():
 
 
 def test_cli_trains_the_tiny_preset_from_the_backbone_defaults(tmp_path):
-    from ndevgan_core.checkpoint import load_checkpoint
+    from ndevgan_core.training.checkpoint import load_checkpoint
 
     from .conftest import ndevgan
 

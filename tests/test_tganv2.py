@@ -13,11 +13,11 @@ from torch import nn
 
 import ndevgan_core as nd
 from ndevgan_core import media
-from ndevgan_core.checkpoint import load_checkpoint
 from ndevgan_core.config import build_config
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.losses import r1_penalty
 from ndevgan_core.runconfig import resolve
+from ndevgan_core.training.checkpoint import load_checkpoint
 from ndevgan_plugins.ode import ODEConfig, ODETemporal
 from ndevgan_plugins.sde import SDEConfig, SDETemporal
 from ndevgan_plugins.tganv2 import (

@@ -14,11 +14,11 @@ import torch
 
 import ndevgan_core as nd
 from ndevgan_core import media
-from ndevgan_core.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from ndevgan_core.errors import CheckpointError, ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import assemble, resolve
-from ndevgan_core.trainer import ResumableBatchSampler, Trainer
+from ndevgan_core.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from ndevgan_core.training.trainer import ResumableBatchSampler, Trainer
 
 from .conftest import fast_raw
 
@@ -202,7 +202,7 @@ def test_uint8_batches_are_normalised_like_float_ones():
 
 
 def test_batch_sampler_passes_the_epoch_to_datasets_that_ask_for_it():
-    from ndevgan_core.trainer import ResumableBatchSampler
+    from ndevgan_core.training.trainer import ResumableBatchSampler
 
     plain = iter(ResumableBatchSampler(8, 4, seed=0))
     marked = iter(ResumableBatchSampler(8, 4, seed=0, epoch_indices=True))
@@ -216,7 +216,7 @@ def test_batch_sampler_passes_the_epoch_to_datasets_that_ask_for_it():
 
 
 def test_generator_ema_is_the_weight_average_saved_resumed_and_sampled(tmp_path, registry):
-    from ndevgan_core.sampling import load_generator
+    from ndevgan_core.training.api import load_generator
 
     cfg = config(registry, iterations=6, checkpoint_every=3, sample_every=100, ema=0.5)
     straight = nd.train(cfg, registry, run_dir=tmp_path / "a")

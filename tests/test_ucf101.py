@@ -22,12 +22,12 @@ from click.testing import CliRunner
 
 import ndevgan_core as nd
 from ndevgan_core import media
-from ndevgan_core.checkpoint import load_checkpoint
 from ndevgan_core.cli import cli
 from ndevgan_core.config import build_config
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import raw_config, resolve
+from ndevgan_core.training.checkpoint import load_checkpoint
 from ndevgan_plugins import ucf101_store as store
 from ndevgan_plugins.ucf101 import UCF101Config, UCF101Dataset
 

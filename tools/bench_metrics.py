@@ -45,7 +45,7 @@ import torch
 from ndevgan_core.evaluation import evaluate
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import assemble, demo_config, make_dataset, resolve
-from ndevgan_core.sampling import sample_videos
+from ndevgan_core.training.api import sample_videos
 from ndevgan_plugins import c3d
 from ndevgan_plugins.c3d_metrics import C3DClassifier, load_classifier
 

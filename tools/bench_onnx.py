@@ -3,7 +3,7 @@
 For each model — the demo config (TGAN-ODE ``tiny``: 32×32, 16 frames) and TGAN-ODE at the
 paper's size (64×64, 16 frames, latent 100) — a generator is built through the registry from
 seed 0 (random weights: speed does not depend on training) and exported with
-:func:`ndevgan_core.export.export_onnx` (unrolled rk4, one step per frame, which is what the
+:func:`ndevgan_core.export.onnx.export_onnx` (unrolled rk4, one step per frame, which is what the
 training solver, torchdiffeq's rk4 on the frame grid, computes). Then, at batch 1, 8 and 32,
 three ways of generating a batch run round robin in timed blocks (the order rotated every
 block, so machine noise hits all alike):
@@ -12,8 +12,8 @@ block, so machine noise hits all alike):
   ``torch.inference_mode``;
 - ``eager unrolled``: the same with the core's unrolled rk4 (the traced module), to separate
   the solver library's overhead from the graph's;
-- ``ORT``: :class:`ndevgan_core.runtime.OnnxVideoGenerator` on the file (CPU provider, or CUDA
-  with IO binding: torch CUDA tensors in and out, nothing copied to the host).
+- ``ORT``: :class:`ndevgan_core.export.runtime.OnnxVideoGenerator` on the file (CPU provider, or
+  CUDA with IO binding: torch CUDA tensors in and out, nothing copied to the host).
 
 Each block times enough calls for about ``--block-seconds``; the table gives the median over
 blocks of videos per second and the ratios to eager. Part 2 (CPU) times ONNX Runtime at batch 8
@@ -39,10 +39,10 @@ from typing import Any
 
 import torch
 
-from ndevgan_core.export import export_onnx, exportable_generator, plan_export
+from ndevgan_core.export.onnx import export_onnx, exportable_generator, plan_export
+from ndevgan_core.export.runtime import OnnxVideoGenerator, open_session
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import assemble, resolve
-from ndevgan_core.runtime import OnnxVideoGenerator, open_session
 
 MODELS: dict[str, dict[str, Any]] = {
     "demo (TGAN-ODE tiny)": {"tgan": {"preset": "tiny"}},
@@ -162,7 +162,7 @@ def session_settings(
     for name, (level, threads) in variants.items():
         session, _, _ = open_session(onnx_path, "cpu", threads=threads)
         if level != ort.GraphOptimizationLevel.ORT_ENABLE_ALL:
-            from ndevgan_core.runtime import session_options
+            from ndevgan_core.export.runtime import session_options
 
             options = session_options(threads)
             options.graph_optimization_level = level

@@ -26,9 +26,9 @@ import time
 
 import torch
 
-from ndevgan_core import study
 from ndevgan_core.registry import Registry
 from ndevgan_core.runconfig import assemble
+from ndevgan_plugins import study
 
 BATCH_KEYS = ("backbone.tgan", "backbone.mocogan", "backbone.tganv2")
 

@@ -98,7 +98,7 @@ class Suite:
 
 
 def _final_weights(run_dir: Path) -> dict[str, Any]:
-    from ndevgan_core.checkpoint import load_checkpoint
+    from ndevgan_core.training.checkpoint import load_checkpoint
 
     return load_checkpoint(run_dir)["model"]
 
@@ -106,7 +106,7 @@ def _final_weights(run_dir: Path) -> dict[str, Any]:
 def kill_training(suite: Suite, trials: int, rng: random.Random) -> None:
     import torch
 
-    from ndevgan_core.checkpoint import list_checkpoints, load_checkpoint
+    from ndevgan_core.training.checkpoint import list_checkpoints, load_checkpoint
 
     iterations = 24
     args = [*FAST, "--set", f"run.iterations={iterations}", "--set", "run.checkpoint_every=3"]
@@ -221,7 +221,7 @@ def _fixture(work: Path) -> Path:
 def damaged_checkpoints(suite: Suite) -> None:
     import torch
 
-    from ndevgan_core.checkpoint import load_checkpoint, save_checkpoint
+    from ndevgan_core.training.checkpoint import load_checkpoint, save_checkpoint
 
     run_dir = suite.work / "train-reference"
     good = sorted((run_dir / "checkpoints").glob("step-*.pt"))[-1]
@@ -377,7 +377,7 @@ def damaged_onnx(suite: Suite) -> None:
     import onnx
 
     from ndevgan_core.errors import ConfigError
-    from ndevgan_core.runtime import METADATA_KEY, OnnxVideoGenerator
+    from ndevgan_core.export.runtime import METADATA_KEY, OnnxVideoGenerator
 
     good = suite.work / "good.onnx"
     proc = suite.ndevgan("export", str(suite.work / "train-reference"), "--out", str(good))

@@ -467,11 +467,11 @@ def stats_command(
 ) -> None:
     """Compute (or find in the cache) the real-data FID statistics of a run's dataset, or show
     what a cached statistics file (.npz) holds."""
-    from ndevgan_core.checkpoint import load_checkpoint
     from ndevgan_core.evaluation import load_dataset_of, real_feature_stats
     from ndevgan_core.registry import default_registry
     from ndevgan_core.runconfig import resolve
-    from ndevgan_core.trainer import resolve_device
+    from ndevgan_core.training.checkpoint import load_checkpoint
+    from ndevgan_core.training.trainer import resolve_device
 
     path = Path(target)
     if path.is_file() and path.suffix == ".npz":

@@ -11,9 +11,9 @@ step with :func:`ndevgan_core.evaluation.evaluate`, and writes into the run dire
     best.json                {"step", "metric", "mean", "std", "checkpoint"}
 
 Higher is better for IS, lower for FID. The checkpoint is named ``best.pt`` so that
-:func:`~ndevgan_core.checkpoint.list_checkpoints` (``step-*.pt``) neither resumes from it nor
-prunes it. On resume the logger reads ``best.json`` back, and drops evaluations newer than
-the step it resumes from (they are repeated). Under ``torchrun`` every rank evaluates (the
+:func:`~ndevgan_core.training.checkpoint.list_checkpoints` (``step-*.pt``) neither resumes
+from it nor prunes it. On resume the logger reads ``best.json`` back, and drops evaluations
+newer than the step it resumes from (they are repeated). Under ``torchrun`` every rank evaluates (the
 features are gathered) and rank 0 writes the files.
 """
 
@@ -31,9 +31,9 @@ import attrs
 import torch
 
 import ndevgan_core as nd
-from ndevgan_core.checkpoint import save_checkpoint
 from ndevgan_core.config import non_negative, one_of, option, positive
 from ndevgan_core.files import write_text_atomic
+from ndevgan_core.training.checkpoint import save_checkpoint
 
 HIGHER_IS_BETTER = {"is": True, "fid": False}
 """For each metric the logger can track, whether a larger value is better."""

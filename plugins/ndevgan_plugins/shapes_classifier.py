@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.checkpoint import atomic_torch_save
 from ndevgan_core.config import non_negative, option, positive
+from ndevgan_core.training.checkpoint import atomic_torch_save
 
 from . import shapes_render
 

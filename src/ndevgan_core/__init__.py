@@ -52,14 +52,14 @@ from .solvers import ODESolverOptions, odeint
 # The applications (training, export, ONNX Runtime) load on first use, so a plugin that
 # imports ndevgan_core does not pay for them.
 _LAZY = {
-    "ExportError": "export",
+    "ExportError": "export.onnx",
     "OutputPath": "options",
     "device_option": "options",
     "progress_option": "options",
-    "export_onnx": "export",
-    "OnnxVideoGenerator": "runtime",
-    "load_generator": "sampling",
-    "train": "sampling",
+    "export_onnx": "export.onnx",
+    "OnnxVideoGenerator": "export.runtime",
+    "load_generator": "training.api",
+    "train": "training.api",
 }
 
 

@@ -75,7 +75,7 @@ def load_video_classifier(path: Path, dropout_compat: bool) -> Any:
 def on_step(run: Any, step: int, metrics: dict[str, float]) -> None:
     """Called after every training step with the losses and timings of that step.
 
-    ``run`` is the :class:`~ndevgan_core.trainer.Trainer`; ``step`` counts completed steps.
+    ``run`` is the :class:`~ndevgan_core.training.trainer.Trainer`; ``step`` counts completed steps.
     """
 
 

@@ -94,16 +94,26 @@ def _version() -> str:
         return "0+unknown"
 
 
+CATALOGUE_GROUP = "ndevgan.catalogues"
+"""Entry-point group of packages that ship a ``registry.toml`` catalogue: the built-in plugins
+package names itself there (its components load lazily, from that table), so the kernel needs
+no plugin's name."""
+
+
 def read_catalogue(table_name: str = "components") -> dict[str, CatalogueEntry]:
-    """Read a table of the built-in catalogue ``registry.toml`` shipped inside
-    :mod:`ndevgan_core`: ``components`` (name → module, summary) or ``commands`` (CLI
-    sub-command → the module whose ``register_commands`` adds it)."""
-    text = importlib.resources.files("ndevgan_core").joinpath("registry.toml").read_text("utf-8")
-    table = tomllib.loads(text).get(table_name, {})
-    return {
-        name: CatalogueEntry(name=name, module=entry["module"], summary=entry.get("summary", ""))
-        for name, entry in table.items()
-    }
+    """Read a table of every installed catalogue (``registry.toml`` in each package that the
+    ``ndevgan.catalogues`` entry points name): ``components`` (name → module, summary) or
+    ``commands`` (CLI sub-command → the module whose ``register_commands`` adds it)."""
+    entries: dict[str, CatalogueEntry] = {}
+    for point in sorted(metadata.entry_points(group=CATALOGUE_GROUP), key=lambda e: e.name):
+        resource = importlib.resources.files(point.value).joinpath("registry.toml")
+        table = tomllib.loads(resource.read_text("utf-8")).get(table_name, {})
+        for name, entry in table.items():
+            entries.setdefault(
+                name,
+                CatalogueEntry(name=name, module=entry["module"], summary=entry.get("summary", "")),
+            )
+    return entries
 
 
 def disabled_from_env() -> frozenset[str]:

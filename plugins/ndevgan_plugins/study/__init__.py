@@ -29,7 +29,7 @@ A grid file names a study, its protocol, a base run config and the axes of the a
     set = { "temporal.sde.dt" = 5e-2 }
 
 Each run is independent: ``OUT/runs/<run id>`` is an ordinary run directory (``ndevgan run``
-writes the same) trained with :class:`~ndevgan_core.trainer.Trainer` in this process
+writes the same) trained with :class:`~ndevgan_core.training.trainer.Trainer` in this process
 (``--launcher local``) or by ``torchrun … -m ndevgan_core run`` in a subprocess; the
 ``logger.eval`` plugin scores it during training and keeps ``checkpoints/best.pt``. The final
 figures of the best checkpoint go to ``final.json``. Re-running the study skips finished runs
@@ -59,9 +59,8 @@ import click
 import numpy as np
 import torch
 
-from . import media
-from .checkpoint import list_checkpoints
-from .config import (
+from ndevgan_core import media
+from ndevgan_core.config import (
     build_config,
     close_matches,
     dump_toml,
@@ -73,17 +72,18 @@ from .config import (
     positive,
     set_nested,
 )
-from .errors import ConfigError, NdevganError
-from .files import (
+from ndevgan_core.errors import ConfigError, NdevganError
+from ndevgan_core.files import (
     DirectoryLock,
     atomic_path,
     write_bytes_atomic,
     write_json_atomic,
     write_text_atomic,
 )
-from .hookspecs import hookimpl
-from .options import OutputPath
-from .registry import Registry, default_registry, qualify
+from ndevgan_core.hookspecs import hookimpl
+from ndevgan_core.options import OutputPath
+from ndevgan_core.registry import Registry, default_registry, qualify
+from ndevgan_core.training.checkpoint import list_checkpoints
 
 RUNS_DIR = "runs"
 FINAL_JSON = "final.json"
@@ -409,8 +409,8 @@ def plan_runs(grid: Grid, registry: Registry, overrides: Sequence[str] = ()) -> 
     invalid combination raises a :class:`ConfigError` naming the grid file, the run and the
     option.
     """
-    from .contracts import count_parameters
-    from .runconfig import assemble, resolve
+    from ndevgan_core.contracts import count_parameters
+    from ndevgan_core.runconfig import assemble, resolve
 
     axes = grid.axes
     base_plugins = grid.base.get("plugins", {})
@@ -540,7 +540,7 @@ def inspect_run(
 ) -> RunState:
     """Where ``plan`` stands in ``run_dir``; a directory trained with other non-[run] settings
     is an error (retraining over it would mix two runs)."""
-    from .runconfig import resolve
+    from ndevgan_core.runconfig import resolve
 
     final = _read_json(run_dir / FINAL_JSON)
     checkpoints = list_checkpoints(run_dir)
@@ -581,7 +581,7 @@ def train_local(plan: PlannedRun, run_dir: Path, resume: bool, registry: Registr
     """Train (or continue) a run in this process; return the step it stopped at (the
     trainer unregisters its loggers when it ends, so the next run's events do not reach
     them)."""
-    from .trainer import Trainer
+    from ndevgan_core.training.trainer import Trainer
 
     trainer = Trainer(plan.config, registry, run_dir=run_dir, resume=run_dir if resume else None)
     trainer.resume_hint = "the same `ndevgan study` command (finished runs are skipped)"
@@ -656,7 +656,7 @@ def train_torchrun(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) ->
 
 
 def _generator_batch(generator: Any, n: int, seed: int) -> np.ndarray:
-    from .sampling import sample_videos
+    from ndevgan_core.training.api import sample_videos
 
     return media.to_uint8(sample_videos(generator, n, seed=seed))
 
@@ -675,10 +675,10 @@ def final_evaluation(
     Also draws the run's rows of the comparison grid (``comparison.npz``): the first
     ``comparison_videos`` latents of ``protocol.seed``.
     """
-    from .evaluation import evaluate
-    from .runconfig import make_dataset
-    from .sampling import load_generator
-    from .trainer import resolve_device
+    from ndevgan_core.evaluation import evaluate
+    from ndevgan_core.runconfig import make_dataset
+    from ndevgan_core.training.api import load_generator
+    from ndevgan_core.training.trainer import resolve_device
 
     t0 = time.perf_counter()
     best = run_dir / "checkpoints" / "best.pt"

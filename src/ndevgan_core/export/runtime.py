@@ -1,6 +1,6 @@
 """Running an exported generator in ONNX Runtime: the Python API and ``ndevgan infer``.
 
-A file written by ``ndevgan export`` (:mod:`ndevgan_core.export`) carries its own description
+A file written by ``ndevgan export`` (:mod:`ndevgan_core.export.onnx`) carries its own description
 in the model's metadata (key ``ndevgan``, JSON): the inputs a caller must feed (``z`` and, for
 a stochastic generator, ``noise``) with their shapes, the frames and times baked into the
 graph, the solver, and the plugins, config and checkpoint that made it. :func:`read_metadata`
@@ -32,9 +32,9 @@ import attrs
 import click
 import numpy as np
 
-from .errors import ConfigError
-from .hookspecs import hookimpl
-from .options import OutputPath
+from ndevgan_core.errors import ConfigError
+from ndevgan_core.hookspecs import hookimpl
+from ndevgan_core.options import OutputPath
 
 METADATA_KEY = "ndevgan"
 """The key of the model's metadata entry (JSON) that ``ndevgan export`` writes."""
@@ -534,8 +534,8 @@ def infer_command(
     `ndevgan sample` does, and writes the grid video and a PNG strip. Prints the execution
     provider that really ran.
     """
-    from . import media
-    from .progress import progress_bar
+    from ndevgan_core import media
+    from ndevgan_core.progress import progress_bar
 
     out_path = Path(out)
     if out_path.suffix.lower() not in media.VIDEO_SUFFIXES:

@@ -40,14 +40,14 @@ import click
 import numpy as np
 import torch
 
-from .config import build_config, config_to_dict
-from .contracts import VideoClassifier, VideoDataset, VideoGenerator, normalise_videos
-from .errors import ConfigError, PluginError
-from .files import atomic_open, output_problem, write_json_atomic
-from .hookspecs import hookimpl
-from .options import OutputPath, device_option, progress_option
-from .progress import progress_bar
-from .registry import Registry, default_registry, qualify
+from ndevgan_core.config import build_config, config_to_dict
+from ndevgan_core.contracts import VideoClassifier, VideoDataset, VideoGenerator, normalise_videos
+from ndevgan_core.errors import ConfigError, PluginError
+from ndevgan_core.files import atomic_open, output_problem, write_json_atomic
+from ndevgan_core.hookspecs import hookimpl
+from ndevgan_core.options import OutputPath, device_option, progress_option
+from ndevgan_core.progress import progress_bar
+from ndevgan_core.registry import Registry, default_registry, qualify
 
 __all__ = [
     "CACHE_ENV",
@@ -711,8 +711,8 @@ def load_dataset_of(
 ) -> tuple[VideoDataset, str, dict[str, Any]]:
     """The dataset a checkpoint's resolved ``config`` trained on, with ``--set
     dataset.NAME.KEY=VALUE`` overrides; returns it with its plugin name and options."""
-    from .config import parse_override, set_nested
-    from .runconfig import resolve
+    from ndevgan_core.config import parse_override, set_nested
+    from ndevgan_core.runconfig import resolve
 
     raw = config.to_dict()
     for expr in overrides:
@@ -861,8 +861,8 @@ def eval_command(
     Prints a table and writes JSON: every metric's mean, std, per-loop (or per-split) values
     and protocol, with the checkpoint, step, dataset and classifier they come from.
     """
-    from .sampling import load_generator
-    from .trainer import resolve_device
+    from ndevgan_core.training.api import load_generator
+    from ndevgan_core.training.trainer import resolve_device
 
     registry = default_registry()
     names = [qualify(n, "metric") for n in (metric_names or ("is", "fid"))]
@@ -926,7 +926,7 @@ def eval_command(
         "results": [{"metric": name, **result.to_dict()} for name, result in results.items()],
     }
     write_json_atomic(out_path, record)
-    from . import media
+    from ndevgan_core import media
 
     shown = scored_samples(loaded.generator, min(8, samples), seed, torch_device)
     strip = media.write_png(out_path.with_suffix(".png"), media.frame_strip(media.to_uint8(shown)))

@@ -12,7 +12,7 @@ Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and st
 ``Trainer(..., resume=run_dir)`` continues from the newest checkpoint to the same weights,
 optimiser state, RNG state and data order as a run that was never stopped.
 
-Under ``torchrun`` (see :mod:`ndevgan_core.distributed`) every process trains its slice of
+Under ``torchrun`` (see :mod:`ndevgan_core.training.distributed`) every process trains its slice of
 each global batch with the networks wrapped in DDP; rank 0 alone writes the run directory and
 shows progress, logged figures are averaged over the ranks, and a stop signal stops every
 rank after the same step. Checkpoints hold the plain networks' state (the keys of a
@@ -41,20 +41,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from . import distributed, media
-from .checkpoint import (
+from ndevgan_core import media
+from ndevgan_core.config import dump_toml, load_toml
+from ndevgan_core.contracts import VideoGAN, normalise_videos
+from ndevgan_core.errors import CheckpointError, ConfigError
+from ndevgan_core.files import DirectoryLock, write_text_atomic
+from ndevgan_core.progress import progress_bar
+from ndevgan_core.registry import Registry
+from ndevgan_core.runconfig import Assembled, ResolvedConfig, assemble, make_dataset
+from ndevgan_core.training import distributed
+from ndevgan_core.training.checkpoint import (
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
-from .config import dump_toml, load_toml
-from .contracts import VideoGAN, normalise_videos
-from .errors import CheckpointError, ConfigError
-from .files import DirectoryLock, write_text_atomic
-from .progress import progress_bar
-from .registry import Registry
-from .runconfig import Assembled, ResolvedConfig, assemble, make_dataset
 
 CONTINUATION_KEYS = ("seed", "amp", "sync_batchnorm")
 """The ``[run]`` settings that change what training computes: a resume must keep them (the

@@ -11,8 +11,8 @@ as an input, the ConvLSTM) export as they are.
 The graph's inputs are ``z`` and, for stochastic generators, ``noise`` (standard normals; an
 SDE scales them by √dt inside the graph), with a dynamic batch axis; its output is ``video``
 ``(B, T, C, H, W)`` in [-1, 1]. Frames, times, solver and steps are fixed per file and written
-into the model's metadata (:mod:`ndevgan_core.runtime` reads it back) with the plugins, config
-and checkpoint hash that made it. Before the file is moved into place ONNX Runtime runs it at
+into the model's metadata (:mod:`ndevgan_core.export.runtime` reads it back) with the plugins,
+config and checkpoint hash that made it. Before the file is moved into place ONNX Runtime runs it at
 two batch sizes against the PyTorch generator with the same solver (:data:`PARITY_TOLERANCE`),
 and the report also gives the error against the training-time solver.
 
@@ -42,14 +42,9 @@ import click
 import torch
 from torch import nn
 
-from .checkpoint import latest_checkpoint
-from .contracts import ODETemporalGenerator, SDETemporalGenerator, VideoGenerator
-from .errors import CheckpointError, ConfigError, NdevganError
-from .files import write_bytes_atomic
-from .hookspecs import hookimpl
-from .options import OutputPath
-from .registry import Registry, default_registry
-from .runtime import (
+from ndevgan_core.contracts import ODETemporalGenerator, SDETemporalGenerator, VideoGenerator
+from ndevgan_core.errors import CheckpointError, ConfigError, NdevganError
+from ndevgan_core.export.runtime import (
     FORMAT,
     FORMAT_VERSION,
     METADATA_KEY,
@@ -58,9 +53,14 @@ from .runtime import (
     open_session,
     parse_metadata,
 )
-from .sampling import LoadedGenerator, load_generator
-from .sde_solvers import UNROLLED_SDE_METHODS, SDESolverOptions
-from .solvers import FIXED_STEP_METHODS, UNROLLED_ODE_METHODS, ODESolverOptions
+from ndevgan_core.files import write_bytes_atomic
+from ndevgan_core.hookspecs import hookimpl
+from ndevgan_core.options import OutputPath
+from ndevgan_core.registry import Registry, default_registry
+from ndevgan_core.sde_solvers import UNROLLED_SDE_METHODS, SDESolverOptions
+from ndevgan_core.solvers import FIXED_STEP_METHODS, UNROLLED_ODE_METHODS, ODESolverOptions
+from ndevgan_core.training.api import LoadedGenerator, load_generator
+from ndevgan_core.training.checkpoint import latest_checkpoint
 
 EXPORT_SOLVERS: tuple[str, ...] = (*UNROLLED_ODE_METHODS, *UNROLLED_SDE_METHODS)
 """``--solver`` choices: the unrolled ODE methods, then the unrolled SDE methods."""
@@ -550,7 +550,7 @@ def build_metadata(
     """The ``ndevgan`` metadata of an export (JSON-able): inputs, output (per-sample
     ``video_shape`` (T, C, H, W)), times, solver, plugins, config, checkpoint and the parity
     figures in ``checks``."""
-    from . import __version__
+    from ndevgan_core import __version__
 
     temporal = generator.temporal
     dtype = "float16" if plan.dtype == torch.float16 else "float32"
@@ -703,14 +703,14 @@ def export_onnx(
     """Export a generator to one self-contained ONNX file at ``out`` and verify it.
 
     ``source`` is a checkpoint file or run directory (its newest checkpoint), a
-    :class:`~ndevgan_core.sampling.LoadedGenerator`, or a :class:`VideoGenerator`. Frames, times
+    :class:`~ndevgan_core.training.api.LoadedGenerator`, or a :class:`VideoGenerator`. Frames, times
     and solver are fixed per file (:func:`plan_export` gives the defaults). ``fp16`` exports in
     half precision (inputs and output too). The file is written only after ONNX Runtime
     reproduced PyTorch (same solver) within :data:`PARITY_TOLERANCE` at two batch sizes;
     otherwise :class:`ExportError`. A plugin whose ops do not export fails with its name and
     the op.
     """
-    from .progress import progress_bar
+    from ndevgan_core.progress import progress_bar
 
     if exporter not in EXPORTERS:
         raise ConfigError(f"exporter: expected one of {', '.join(EXPORTERS)}, got {exporter!r}")

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from .config import describe_options
-from .errors import ConfigWarning, NdevganError
-from .files import DirectoryLock, describe_os_error
-from .options import OutputPath, device_option
-from .registry import PluginWarning, Registry, default_registry
+from ndevgan_core.config import describe_options
+from ndevgan_core.errors import ConfigWarning, NdevganError
+from ndevgan_core.files import DirectoryLock, describe_os_error
+from ndevgan_core.options import OutputPath, device_option
+from ndevgan_core.registry import PluginWarning, Registry, default_registry
 
 
 def _show_warning(
@@ -113,7 +113,7 @@ def cli_raw_config(
     config_file: str | None, plugins: Sequence[str], overrides: Sequence[str]
 ) -> dict[str, Any]:
     """Merge the demo base (when no file is given), the file, --plugin and --set (unchecked)."""
-    from .runconfig import demo_config, raw_config
+    from ndevgan_core.runconfig import demo_config, raw_config
 
     naming_backbone = any(p.startswith("backbone.") for p in plugins)
     base = None if config_file or naming_backbone else demo_config()
@@ -124,7 +124,7 @@ def resolve_cli_config(
     config_file: str | None, plugins: Sequence[str], overrides: Sequence[str], registry: Registry
 ) -> Any:
     """Merge the demo base (when no file is given), the file, --plugin and --set; validate."""
-    from .runconfig import resolve
+    from ndevgan_core.runconfig import resolve
 
     return resolve(
         cli_raw_config(config_file, plugins, overrides),
@@ -136,8 +136,8 @@ def resolve_cli_config(
 
 def set_plugins(overrides: Sequence[str]) -> frozenset[str]:
     """The plugins that ``--set KIND.NAME.KEY=VALUE`` options name."""
-    from .config import parse_override
-    from .registry import KINDS
+    from ndevgan_core.config import parse_override
+    from ndevgan_core.registry import KINDS
 
     names = set()
     for expr in overrides:
@@ -182,10 +182,10 @@ def run(
     Ctrl-C stops after the current step with a checkpoint; --resume continues it exactly.
     One process at a time writes a run directory.
     """
-    from .checkpoint import load_checkpoint
-    from .runconfig import raw_config, resolve
-    from .sampling import train
-    from .trainer import CONTINUATION_KEYS
+    from ndevgan_core.runconfig import raw_config, resolve
+    from ndevgan_core.training.api import train
+    from ndevgan_core.training.checkpoint import load_checkpoint
+    from ndevgan_core.training.trainer import CONTINUATION_KEYS
 
     registry = _registry()
     if force and resume is None:
@@ -216,7 +216,7 @@ def run(
     else:
         config = resolve_cli_config(config_file, plugins, overrides, registry)
     if print_config:
-        from .config import dump_toml
+        from ndevgan_core.config import dump_toml
 
         click.echo(dump_toml(config.to_dict()), nl=False)
         return
@@ -291,9 +291,9 @@ def sample(
     and --fps-multiplier. The PNG beside the video marks the trained interval (green), frames
     outside it (orange) and the frame of z itself (blue).
     """
-    from . import media
-    from .sampling import load_generator, sample_videos, time_grid
-    from .trainer import resolve_device
+    from ndevgan_core import media
+    from ndevgan_core.training.api import load_generator, sample_videos, time_grid
+    from ndevgan_core.training.trainer import resolve_device
 
     out_path = Path(out)
     if out_path.suffix.lower() not in media.VIDEO_SUFFIXES:
@@ -360,8 +360,8 @@ def plugin_records(registry: Registry, kind: str | None = None) -> list[dict[str
     """Everything ``ndevgan plugins`` shows, as plain data: the plugins of ``kind`` (all when
     None), and with all of them (or with ``kind="run"``) the ``[run]`` settings as a record of
     kind ``run``."""
-    from . import __version__
-    from .runconfig import RunConfig
+    from ndevgan_core import __version__
+    from ndevgan_core.runconfig import RunConfig
 
     records = []
     if kind in (None, "run"):
@@ -449,8 +449,8 @@ def info(
     """Print the parameter count of each module of the GAN a config builds, the temporal
     generator's resolved options, and every temporal generator (each order and f design) the
     backbone could use instead, with the options of the config file and --set applied."""
-    from .config import config_to_dict
-    from .runconfig import assemble, resolve
+    from ndevgan_core.config import config_to_dict
+    from ndevgan_core.runconfig import assemble, resolve
 
     registry = _registry()
     raw = cli_raw_config(config_file, plugins, overrides)
@@ -497,7 +497,7 @@ def _toml_text(value: Any) -> str:
 def _echo_temporal_variants(
     backbone: Any, registry: Registry, user: dict[str, dict[str, Any]]
 ) -> None:
-    from .runconfig import temporal_variants
+    from ndevgan_core.runconfig import temporal_variants
 
     variants = temporal_variants(backbone, registry, user)  # built on the meta device
     reference = backbone.temporal_spec().reference_params

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
-from .files import atomic_open
+from ndevgan_core.errors import CheckpointError
+from ndevgan_core.files import atomic_open
 
 FORMAT = "ndevgan.checkpoint"
 VERSION = 2
@@ -74,7 +74,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write a checkpoint (``payload`` plus the format header) atomically."""
-    from . import __version__
+    from ndevgan_core import __version__
 
     data = {"format": FORMAT, "version": VERSION, "ndevgan": __version__, **payload}
     data["sha256"] = payload_digest(data)

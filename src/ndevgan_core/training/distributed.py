@@ -30,7 +30,7 @@ batch (TGANv2's R1 with ``r1_reduction = "sum"``) weighs 1/N of its single-proce
 
 Randomness. Weights start equal on every rank (same seed; DDP broadcasts rank 0's anyway).
 The data of step ``s`` is the same global batch for any N and rank ``r`` takes rows
-``[r·B/N, (r+1)·B/N)`` (:class:`~ndevgan_core.trainer.ResumableBatchSampler`). Latents the
+``[r·B/N, (r+1)·B/N)`` (:class:`~ndevgan_core.training.trainer.ResumableBatchSampler`). Latents the
 backbone draws from the step's generator come from the run's latent stream, shared by all
 ranks: each draw is made for the global batch and the rank keeps its rows
 (:class:`DistributedVideoGenerator`), so rank ``r`` gets exactly the latents a single process
@@ -63,8 +63,8 @@ import torch.distributed.nn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .contracts import VideoGAN
-from .errors import ConfigError
+from ndevgan_core.contracts import VideoGAN
+from ndevgan_core.errors import ConfigError
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 """The environment variables torchrun sets in every process it starts."""

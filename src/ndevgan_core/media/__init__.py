@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_path
+from ndevgan_core.files import atomic_path
 
 __all__ = [
     "INSIDE_COLOUR",

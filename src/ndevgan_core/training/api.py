@@ -9,11 +9,11 @@ from typing import Any
 import attrs
 import torch
 
-from .checkpoint import load_checkpoint
-from .contracts import TemporalSpec, VideoGenerator
-from .errors import CheckpointError, ConfigError, NdevganError
-from .registry import Registry, default_registry
-from .runconfig import ResolvedConfig, assemble, resolve
+from ndevgan_core.contracts import TemporalSpec, VideoGenerator
+from ndevgan_core.errors import CheckpointError, ConfigError, NdevganError
+from ndevgan_core.registry import Registry, default_registry
+from ndevgan_core.runconfig import ResolvedConfig, assemble, resolve
+from ndevgan_core.training.checkpoint import load_checkpoint
 
 
 def train(
@@ -25,7 +25,7 @@ def train(
 ) -> Path:
     """Train as ``config`` says (or continue ``resume``; ``force`` accepts options that differ
     from the checkpoint's); return the run directory."""
-    from .trainer import Trainer
+    from ndevgan_core.training.trainer import Trainer
 
     trainer = Trainer(
         config, registry or default_registry(), run_dir=run_dir, resume=resume, force=force
