@@ -13,8 +13,8 @@ step with :func:`ndevgan_core.evaluation.evaluate`, and writes into the run dire
 Higher is better for IS, lower for FID. The checkpoint is named ``best.pt`` so that
 :func:`~ndevgan_core.training.checkpoint.list_checkpoints` (``step-*.pt``) neither resumes
 from it nor prunes it. On resume the logger reads ``best.json`` back, and drops evaluations
-newer than the step it resumes from (they are repeated). Under ``torchrun`` every rank evaluates (the
-features are gathered) and rank 0 writes the files.
+newer than the step it resumes from (they are repeated). Under ``torchrun`` every rank
+evaluates (the features are gathered) and rank 0 writes the files.
 """
 
 from __future__ import annotations
