@@ -410,7 +410,9 @@ def test_converted_c3d_file_opens_as_c3d_with_dropout_compat(
     assert torch.equal(net.mean, mean)
     # dropout sits in the fully connected head: off by default, on with dropout_compat
     pool5 = torch.rand(2, 512, 1, 4, 4)
-    compat = load_video_classifier(tmp_path / "c3d.pt", registry=registry, dropout_compat=True)
+    compat = load_video_classifier(
+        tmp_path / "c3d.pt", registry=registry, options={"dropout_compat": True}
+    )
     with torch.no_grad():
         assert torch.equal(net.net.head(pool5)["fc7"], net.net.head(pool5)["fc7"])
         a, b = compat.net.head(pool5), compat.net.head(pool5)
@@ -483,6 +485,19 @@ def test_eval_command_writes_json_that_matches_the_library(
     )
     for name, result in library.items():
         assert by_metric[name]["values"] == pytest.approx(list(result.values), rel=1e-9)
+
+    # metric and classifier options reach their plugins through --set
+    args = ["eval", str(tiny_run), "--metric", "is", "--c3d", str(detector_file), "--n", "8"]
+    args += ["--set", "metric.is.protocol=stylegan-v", "--set", "metric.is.splits=2"]
+    ndevgan(*args, "--out", str(out), "--no-progress", "--device", "cpu")
+    record = json.loads(out.read_text())
+    assert record["results"][0]["protocol"] == "stylegan-v: 8 samples x 1 loop, 2 splits each"
+    assert len(record["results"][0]["values"]) == 2 and record["classifier_options"] == {}
+    proc = ndevgan(*args, "--set", "classifier.dropuot=true", "--out", str(out), check=False)
+    assert proc.returncode == 1 and "classifier options dropuot" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = ndevgan(*args, "--set", "run.seed=1", "--out", str(out), check=False)
+    assert proc.returncode == 2 and "expected metric.NAME.KEY=VALUE" in proc.stderr
 
 
 def test_result_lines_show_a_spread_only_when_there_is_one() -> None:

@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ndevgan_core.errors import ConfigError
-from ndevgan_core.training.checkpoint import atomic_torch_save
+from ndevgan_core import ConfigError, atomic_torch_save
 
 __all__ = [
     "C3D",

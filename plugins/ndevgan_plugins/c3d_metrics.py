@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,7 @@ import numpy as np
 import torch
 
 import ndevgan_core as nd
-from ndevgan_core.config import one_of, option, positive
-from ndevgan_core.evaluation import Features, FeatureStats, Metric, MetricResult
+from ndevgan_core import Features, FeatureStats, Metric, MetricResult, one_of, option, positive
 
 from . import c3d
 
@@ -143,6 +142,7 @@ class FrechetDistance(Metric):
 
     needs_real = True
     needs_features = True
+    higher_is_better = False
 
     def __init__(self, config: FIDConfig) -> None:
         self.config = config
@@ -341,9 +341,16 @@ def load_classifier(path: str | Path, dropout_compat: bool = False) -> nd.VideoC
 
 
 @nd.hookimpl
-def load_video_classifier(path: Path, dropout_compat: bool) -> nd.VideoClassifier | None:
+def load_video_classifier(path: Path, options: Mapping[str, Any]) -> nd.VideoClassifier | None:
     """The core's door to :func:`load_classifier` (None for formats of other plugins)."""
-    return _open(Path(path), dropout_compat)
+    unknown = sorted(set(options) - {"dropout_compat"})
+    classifier = _open(Path(path), bool(options.get("dropout_compat", False)))
+    if classifier is not None and unknown:
+        raise nd.ConfigError(
+            f"classifier options {', '.join(unknown)}: {path} is read by ndevgan's C3D/shapes "
+            "plugin, whose only option is dropout_compat"
+        )
+    return classifier
 
 
 @nd.hookimpl
@@ -403,7 +410,7 @@ def import_c3d(weights: str, mean_path: str, out: str, preprocess: str) -> None:
 def _describe_stats(path: Path) -> None:
     import json
 
-    from ndevgan_core.evaluation import read_stats
+    from ndevgan_core import read_stats
 
     stats = read_stats(path)
     with np.load(path, allow_pickle=False) as data:
@@ -467,11 +474,14 @@ def stats_command(
 ) -> None:
     """Compute (or find in the cache) the real-data FID statistics of a run's dataset, or show
     what a cached statistics file (.npz) holds."""
-    from ndevgan_core.evaluation import load_dataset_of, real_feature_stats
-    from ndevgan_core.registry import default_registry
-    from ndevgan_core.runconfig import resolve
-    from ndevgan_core.training.checkpoint import load_checkpoint
-    from ndevgan_core.training.trainer import resolve_device
+    from ndevgan_core import (
+        default_registry,
+        load_checkpoint,
+        load_dataset_of,
+        real_feature_stats,
+        resolve_device,
+    )
+    from ndevgan_core import resolve_config as resolve
 
     path = Path(target)
     if path.is_file() and path.suffix == ".npz":

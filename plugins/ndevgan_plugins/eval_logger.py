@@ -31,12 +31,7 @@ import attrs
 import torch
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, one_of, option, positive
-from ndevgan_core.files import write_text_atomic
-from ndevgan_core.training.checkpoint import save_checkpoint
-
-HIGHER_IS_BETTER = {"is": True, "fid": False}
-"""For each metric the logger can track, whether a larger value is better."""
+from ndevgan_core import non_negative, one_of, option, positive, save_checkpoint, write_text_atomic
 
 EVAL_LOG = "eval.jsonl"
 BEST_JSON = "best.json"
@@ -116,7 +111,7 @@ class EvalLogger:
 
     # ---- state ----------------------------------------------------------------------------
 
-    def _attach(self, run: Any, step: int, is_main: bool) -> None:
+    def _attach(self, run: nd.TrainingRun, step: int, is_main: bool) -> None:
         """First event of a (possibly resumed) run: read back what earlier sessions wrote."""
         self._run_dir = Path(run.run_dir)
         self.best = read_best(self._run_dir)
@@ -133,16 +128,16 @@ class EvalLogger:
             return False
         if self.best is None:
             return True
-        if HIGHER_IS_BETTER[self.config.metric]:
+        if nd.higher_is_better(self.config.metric):
             return value > self.best["mean"]
         return value < self.best["mean"]
 
     # ---- the hook -------------------------------------------------------------------------
 
     @nd.hookimpl
-    def on_step(self, run: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_step(self, run: nd.TrainingRun, step: int, metrics: dict[str, float]) -> None:
         """Evaluate every ``every`` steps and at the last step; keep the best checkpoint."""
-        is_main = getattr(run, "is_main", True)
+        is_main = run.is_main
         if self._run_dir is None or Path(run.run_dir) != self._run_dir:
             self._attach(run, step, is_main)
         last = run.config.run.iterations
@@ -185,12 +180,12 @@ class EvalLogger:
                 file=sys.stderr,
             )
 
-    def _score(self, run: Any) -> Any:
+    def _score(self, run: nd.TrainingRun) -> Any:
         """The configured metric of the generator now (eval mode; training RNG untouched)."""
         evaluate = self._evaluate
         if evaluate is None:
-            from ndevgan_core.evaluation import evaluate
-        generator = getattr(run, "sampling_generator", run.gan.generator)
+            from ndevgan_core import evaluate
+        generator = run.sampling_generator
         if isinstance(generator, torch.nn.parallel.DistributedDataParallel):
             generator = generator.module
         was_training = generator.training
@@ -212,10 +207,10 @@ class EvalLogger:
                     batch_size=self.config.batch_size,
                     seed=self.config.seed,
                     device=device,
-                    progress=run.config.run.progress and getattr(run, "is_main", True),
+                    progress=run.config.run.progress and run.is_main,
                     registry=run.registry,
                     classifier=self.config.classifier or None,
-                    dropout_compat=self.config.dropout_compat,
+                    classifier_options={"dropout_compat": self.config.dropout_compat},
                     distributed=_distributed(),
                 )
         finally:

@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, one_of, option, positive, power_of_two
-from ndevgan_core.errors import ConfigError
+from ndevgan_core import ConfigError, non_negative, one_of, option, positive, power_of_two
 
 # ------------------------------------------------------------------------------------------
 # temporal.gru — MoCoGAN's recurrent motion generator

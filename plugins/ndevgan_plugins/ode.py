@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.config import one_of, option
-from ndevgan_core.fields import (
+from ndevgan_core import (
     FieldOptions,
     LatentInput,
     add_time_input,
@@ -34,6 +33,8 @@ from ndevgan_core.fields import (
     initialise,
     latent_layout,
     match_reference_width,
+    one_of,
+    option,
     run_post_init_hooks,
 )
 

@@ -17,18 +17,19 @@ import attrs
 import torch
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, option
-from ndevgan_core.errors import ConfigError
-from ndevgan_core.fields import (
+from ndevgan_core import (
+    ConfigError,
     FieldOptions,
     LatentInput,
+    SDESolverOptions,
     add_time_input,
     build_field_net,
     latent_layout,
     match_reference_width,
+    non_negative,
+    option,
     run_post_init_hooks,
 )
-from ndevgan_core.sde_solvers import SDESolverOptions
 
 
 @attrs.frozen

@@ -14,7 +14,7 @@ import attrs
 import torch
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, one_of, option, positive
+from ndevgan_core import non_negative, one_of, option, positive
 
 from . import shapes_render
 

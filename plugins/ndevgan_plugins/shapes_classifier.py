@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, option, positive
-from ndevgan_core.training.checkpoint import atomic_torch_save
+from ndevgan_core import atomic_torch_save, non_negative, option, positive
 
 from . import shapes_render
 

@@ -20,9 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, one_of, option, positive, power_of_two
-from ndevgan_core.errors import ConfigError
-from ndevgan_core.losses import (
+from ndevgan_core import (
+    ConfigError,
+    non_negative,
+    one_of,
+    option,
+    positive,
+    power_of_two,
     r1_penalty,
     singular_value_clip,
     wgan_discriminator_loss,

@@ -69,9 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, one_of, option, positive
-from ndevgan_core.errors import ConfigError
-from ndevgan_core.losses import r1_penalty
+from ndevgan_core import ConfigError, non_negative, one_of, option, positive, r1_penalty
 
 # ------------------------------------------------------------------------------------------
 # temporal.clstm — TGANv2's ConvLSTM temporal generator

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 import ndevgan_core as nd
-from ndevgan_core.config import non_negative, one_of, option, positive
+from ndevgan_core import non_negative, one_of, option, positive
 
 from . import ucf101_store as store
 

@@ -90,7 +90,7 @@ SKIP_REASONS = (
 
 
 def _config_error(message: str) -> Exception:
-    from ndevgan_core.errors import ConfigError
+    from ndevgan_core import ConfigError
 
     return ConfigError(message)
 
@@ -928,8 +928,7 @@ def _prepare_into(
     pool: Any,
     argv: Iterable[str] | None,
 ) -> PrepareReport:
-    from ndevgan_core import __version__
-    from ndevgan_core.progress import progress_bar
+    from ndevgan_core import __version__, progress_bar
 
     height, width = identity["height"], identity["width"]
     items = list(layout.items[: opts.limit] if opts.limit else layout.items)

@@ -26,14 +26,19 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-from .config import build_config, option
+from .config import build_config, non_negative, one_of, option, positive, power_of_two
 from .contracts import (
     Backbone,
+    Features,
+    FeatureStats,
     ImageGenerator,
+    Metric,
+    MetricResult,
     ODETemporalGenerator,
     SDETemporalGenerator,
     TemporalGenerator,
     TemporalSpec,
+    TrainingRun,
     VideoClassifier,
     VideoDataset,
     VideoGAN,
@@ -41,9 +46,26 @@ from .contracts import (
     VideoSpec,
     count_parameters,
 )
+from .devices import resolve_device
 from .errors import CheckpointError, ConfigError, NdevganError, PluginError
-from .fields import FieldOptions
+from .fields import (
+    FieldOptions,
+    LatentInput,
+    add_time_input,
+    build_field_net,
+    initialise,
+    latent_layout,
+    match_reference_width,
+    run_post_init_hooks,
+)
+from .files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .hookspecs import hookimpl
+from .losses import (
+    r1_penalty,
+    singular_value_clip,
+    wgan_discriminator_loss,
+    wgan_generator_loss,
+)
 from .progress import progress_bar
 from .registry import Registry, default_registry, get_plugin, list_plugins
 from .sde_solvers import SDESolverOptions, sdeint
@@ -60,6 +82,15 @@ _LAZY = {
     "OnnxVideoGenerator": "export.runtime",
     "load_generator": "training.api",
     "train": "training.api",
+    "atomic_torch_save": "training.checkpoint",
+    "load_checkpoint": "training.checkpoint",
+    "save_checkpoint": "training.checkpoint",
+    "evaluate": "evaluation",
+    "higher_is_better": "evaluation",
+    "load_dataset_of": "evaluation",
+    "read_stats": "evaluation",
+    "real_feature_stats": "evaluation",
+    "resolve_config": "runconfig",
 }
 
 
@@ -78,8 +109,13 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ExportError",
+    "FeatureStats",
+    "Features",
     "FieldOptions",
     "ImageGenerator",
+    "LatentInput",
+    "Metric",
+    "MetricResult",
     "NdevganError",
     "ODESolverOptions",
     "ODETemporalGenerator",
@@ -91,25 +127,54 @@ __all__ = [
     "SDETemporalGenerator",
     "TemporalGenerator",
     "TemporalSpec",
+    "TrainingRun",
     "VideoClassifier",
     "VideoDataset",
     "VideoGAN",
     "VideoGenerator",
     "VideoSpec",
     "__version__",
+    "add_time_input",
+    "atomic_path",
+    "atomic_torch_save",
     "build_config",
+    "build_field_net",
     "count_parameters",
     "default_registry",
     "device_option",
+    "evaluate",
     "export_onnx",
     "get_plugin",
+    "higher_is_better",
     "hookimpl",
+    "initialise",
+    "latent_layout",
     "list_plugins",
+    "load_checkpoint",
+    "load_dataset_of",
     "load_generator",
+    "match_reference_width",
+    "non_negative",
     "odeint",
+    "one_of",
     "option",
+    "positive",
+    "power_of_two",
     "progress_bar",
     "progress_option",
+    "r1_penalty",
+    "read_stats",
+    "real_feature_stats",
+    "resolve_config",
+    "resolve_device",
+    "run_post_init_hooks",
+    "save_checkpoint",
     "sdeint",
+    "singular_value_clip",
     "train",
+    "wgan_discriminator_loss",
+    "wgan_generator_loss",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
 ]

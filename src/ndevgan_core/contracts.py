@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
+import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigError, PluginError
 from .sde_solvers import SDESolverOptions, sde_noise_shape, sdeint_from
 from .solvers import ODESolverOptions, odeint_from
+
+if TYPE_CHECKING:
+    from .registry import Registry
+    from .runconfig import ResolvedConfig
 
 
 @attrs.frozen
@@ -466,3 +472,119 @@ class VideoClassifier(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"features": (B, F), "probs": (B, K)}`` for videos (B, C, T, H, W) in [-1, 1]."""
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics: what they consume and produce
+
+
+@attrs.frozen
+class MetricResult:
+    """One figure: its mean and standard deviation over ``values`` (one per loop or split,
+    as ``protocol`` says, e.g. ``"tganv2: 2048 samples x 10 loops"``)."""
+
+    mean: float
+    std: float
+    values: tuple[float, ...]
+    protocol: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: mean, std, values (a list) and protocol."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "values": list(self.values),
+            "protocol": self.protocol,
+        }
+
+
+@attrs.frozen(eq=False)
+class Features:
+    """What a classifier said about N videos: ``features`` (N, F) — the FID features — and
+    ``probs`` (N, K) class probabilities, float32 in sample order."""
+
+    features: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """N, the number of videos."""
+        return int(self.probs.shape[0])
+
+
+@attrs.frozen(eq=False)
+class FeatureStats:
+    """Mean (F,) and covariance (F, F; unbiased) in float64 of ``count`` feature vectors."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    count: int
+
+    @classmethod
+    def from_features(cls, features: np.ndarray) -> FeatureStats:
+        """The statistics of the rows of ``features`` (N ≥ 2, F), computed in float64."""
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[0] < 2:
+            raise ConfigError(f"feature statistics need (N ≥ 2, F) features; got {f.shape}")
+        cov = np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+        return cls(mean=f.mean(axis=0), cov=cov, count=int(f.shape[0]))
+
+
+class Metric(abc.ABC):
+    """A figure computed from classifier outputs: the contract of ``metric.*`` components.
+
+    A metric plugin registers ``register("metric.NAME", factory, ConfigClass)``; ``factory
+    (config)`` returns a Metric. ``ndevgan_core.evaluation.evaluate`` gives :meth:`score` one
+    :class:`Features` per loop (each of ``samples`` generated videos) and, when ``needs_real``, the
+    :class:`FeatureStats` of real clips. ``needs_features`` says the metric reads
+    ``Features.features`` (a classifier that gives probabilities only cannot serve it).
+    """
+
+    needs_real: ClassVar[bool] = False
+    needs_features: ClassVar[bool] = False
+    higher_is_better: ClassVar[bool] = True
+    """Whether a larger figure is better (IS) or a smaller one (FID): how a logger picks the
+    best checkpoint and a study its best run."""
+
+    @abc.abstractmethod
+    def score(self, fake: Sequence[Features], real: FeatureStats | None) -> MetricResult:
+        """The figure for generated videos ``fake`` (one entry per loop) against ``real``."""
+
+
+# --------------------------------------------------------------------------------------------
+# What a logger sees of a training run
+
+
+class TrainingRun(Protocol):
+    """The run that calls a logger's ``on_step`` / ``on_checkpoint`` / ``on_sample`` hooks:
+    everything a hook may read (the trainer provides it; nothing else of it is contract)."""
+
+    config: ResolvedConfig
+    """The run's resolved config (``config.run.iterations``, ``config.run.progress``, …)."""
+    registry: Registry
+    """The registry the run was built from (to build metrics and classifiers with)."""
+    run_dir: Path
+    """The run directory (config.toml, log.jsonl, checkpoints/, samples/)."""
+    device: torch.device
+    """Where the run computes."""
+    dataset: VideoDataset
+    """The training data (real clips for FID)."""
+    gan: VideoGAN
+    """The GAN being trained (without any DDP wrappers)."""
+    rank: int
+    """This process's rank under torchrun (0 in a single process)."""
+    world_size: int
+    """The number of processes (1 without torchrun)."""
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes files."""
+
+    @property
+    def sampling_generator(self) -> VideoGenerator:
+        """The generator that samples and evaluation should use (the EMA copy when
+        ``run.ema`` is on)."""
+
+    def checkpoint_payload(self) -> dict[str, Any]:
+        """Everything a checkpoint of the current step holds, as a dict for
+        ``nd.save_checkpoint``."""

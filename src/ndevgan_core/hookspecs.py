@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     import click
+
+    from .contracts import TrainingRun, VideoClassifier
 
 PROJECT = "ndevgan"
 
@@ -59,31 +61,33 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec(firstresult=True)
-def load_video_classifier(path: Path, dropout_compat: bool) -> Any:
+def load_video_classifier(path: Path, options: Mapping[str, Any]) -> VideoClassifier | None:
     """Open the video classifier weights at ``path`` if this plugin reads their format.
 
-    Return an :class:`~ndevgan_core.contracts.VideoClassifier` (eval mode, on the CPU), or
-    None when the file is not of a format this plugin knows, so that another plugin may read
-    it. Raise :class:`~ndevgan_core.errors.ConfigError` for a file of this plugin's format
-    that is wrong or incomplete, naming the file and what was expected. ``dropout_compat``
-    asks a network with dropout to keep it on while scoring (the old scoring code's bug),
-    where that applies. Used by :func:`ndevgan_core.evaluation.load_video_classifier`.
+    Return a :class:`~ndevgan_core.VideoClassifier` (eval mode, on the CPU), or None when the
+    file is not of a format this plugin knows, so that another plugin may read it. Raise
+    :class:`~ndevgan_core.ConfigError` for a file of this plugin's format that is wrong or
+    incomplete, naming the file and what was expected. ``options`` are what the user set for
+    the classifier (``ndevgan eval --set classifier.KEY=VALUE``, a logger's or a study's
+    ``classifier_options``); a plugin reads the keys it knows and refuses, naming them, keys
+    it does not when the file is its format.
     """
 
 
 @hookspec
-def on_step(run: Any, step: int, metrics: dict[str, float]) -> None:
+def on_step(run: TrainingRun, step: int, metrics: dict[str, float]) -> None:
     """Called after every training step with the losses and timings of that step.
 
-    ``run`` is the :class:`~ndevgan_core.training.trainer.Trainer`; ``step`` counts completed steps.
+    ``run`` is the :class:`~ndevgan_core.TrainingRun` calling (the trainer); ``step`` counts
+    completed steps.
     """
 
 
 @hookspec
-def on_checkpoint(run: Any, step: int, path: Path) -> None:
+def on_checkpoint(run: TrainingRun, step: int, path: Path) -> None:
     """Called after a checkpoint has been written (atomically) to ``path``."""
 
 
 @hookspec
-def on_sample(run: Any, step: int, paths: list[Path]) -> None:
+def on_sample(run: TrainingRun, step: int, paths: list[Path]) -> None:
     """Called after sample videos and frame strips have been written to ``paths``."""

@@ -358,3 +358,7 @@ def make_dataset(config: ResolvedConfig, registry: Registry, backbone: Backbone)
     """Build the selected dataset for the backbone's video shape."""
     name, cfg = config.component("dataset")
     return registry.create(name, cfg, backbone.video_spec())
+
+
+resolve_config = resolve
+"""``nd.resolve_config``: :func:`resolve` under the name the package exports."""

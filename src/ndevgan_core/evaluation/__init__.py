@@ -24,7 +24,6 @@ the classifier's ``weights_id`` and the sample count.
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import hashlib
 import json
@@ -33,7 +32,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import click
@@ -41,7 +40,16 @@ import numpy as np
 import torch
 
 from ndevgan_core.config import build_config, config_to_dict
-from ndevgan_core.contracts import VideoClassifier, VideoDataset, VideoGenerator, normalise_videos
+from ndevgan_core.contracts import (
+    Features,
+    FeatureStats,
+    Metric,
+    MetricResult,
+    VideoClassifier,
+    VideoDataset,
+    VideoGenerator,
+    normalise_videos,
+)
 from ndevgan_core.errors import ConfigError, PluginError
 from ndevgan_core.files import atomic_open, output_problem, write_json_atomic
 from ndevgan_core.hookspecs import hookimpl
@@ -58,6 +66,7 @@ __all__ = [
     "StatsCacheWarning",
     "default_stats_cache",
     "evaluate",
+    "higher_is_better",
     "load_video_classifier",
     "real_feature_stats",
     "sample_latents",
@@ -77,91 +86,21 @@ class StatsCacheWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------------------------
-# What metrics consume and produce
-
-
-@attrs.frozen
-class MetricResult:
-    """One figure: its mean and standard deviation over ``values`` (one per loop or split,
-    as ``protocol`` says, e.g. ``"tganv2: 2048 samples x 10 loops"``)."""
-
-    mean: float
-    std: float
-    values: tuple[float, ...]
-    protocol: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: mean, std, values (a list) and protocol."""
-        return {
-            "mean": self.mean,
-            "std": self.std,
-            "values": list(self.values),
-            "protocol": self.protocol,
-        }
-
-
-@attrs.frozen(eq=False)
-class Features:
-    """What a classifier said about N videos: ``features`` (N, F) — the FID features — and
-    ``probs`` (N, K) class probabilities, float32 in sample order."""
-
-    features: np.ndarray
-    probs: np.ndarray
-
-    @property
-    def count(self) -> int:
-        """N, the number of videos."""
-        return int(self.probs.shape[0])
-
-
-@attrs.frozen(eq=False)
-class FeatureStats:
-    """Mean (F,) and covariance (F, F; unbiased) in float64 of ``count`` feature vectors."""
-
-    mean: np.ndarray
-    cov: np.ndarray
-    count: int
-
-    @classmethod
-    def from_features(cls, features: np.ndarray) -> FeatureStats:
-        """The statistics of the rows of ``features`` (N ≥ 2, F), computed in float64."""
-        f = np.asarray(features, dtype=np.float64)
-        if f.ndim != 2 or f.shape[0] < 2:
-            raise ConfigError(f"feature statistics need (N ≥ 2, F) features; got {f.shape}")
-        cov = np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
-        return cls(mean=f.mean(axis=0), cov=cov, count=int(f.shape[0]))
-
-
-class Metric(abc.ABC):
-    """A figure computed from classifier outputs: the contract of ``metric.*`` components.
-
-    A metric plugin registers ``register("metric.NAME", factory, ConfigClass)``; ``factory
-    (config)`` returns a Metric. :func:`evaluate` gives :meth:`score` one :class:`Features`
-    per loop (each of ``samples`` generated videos) and, when ``needs_real``, the
-    :class:`FeatureStats` of real clips. ``needs_features`` says the metric reads
-    ``Features.features`` (a classifier that gives probabilities only cannot serve it).
-    """
-
-    needs_real: ClassVar[bool] = False
-    needs_features: ClassVar[bool] = False
-
-    @abc.abstractmethod
-    def score(self, fake: Sequence[Features], real: FeatureStats | None) -> MetricResult:
-        """The figure for generated videos ``fake`` (one entry per loop) against ``real``."""
-
-
-# --------------------------------------------------------------------------------------------
 # Classifiers from files, through the plugins
 
 
 def load_video_classifier(
-    path: str | Path, *, registry: Registry | None = None, dropout_compat: bool = False
+    path: str | Path,
+    *,
+    registry: Registry | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> VideoClassifier:
     """Open classifier weights with the plugin that reads their format (eval mode, CPU).
 
-    The metric plugins are imported through the registry first, so a built-in one (C3D,
-    the shapes classifier) answers without the core naming it. ``dropout_compat`` asks a C3D
-    to keep dropout on while scoring (the old TGAN scoring code's behaviour).
+    The metric plugins are imported through the registry first, so a built-in one answers
+    without the core naming it. ``options`` reach the plugin that reads the file (for
+    example C3D's ``dropout_compat``, which keeps dropout on while scoring as the paper's
+    code did).
 
     Raises:
         ConfigError: the file is missing, or is rejected by the plugin that claims it (the
@@ -173,7 +112,7 @@ def load_video_classifier(
         raise ConfigError(f"classifier weights {path} not found")
     for name in registry.names("metric"):
         registry.get(name)  # imports the built-in metric plugins, which read classifier files
-    classifier = registry.hook.load_video_classifier(path=path, dropout_compat=dropout_compat)
+    classifier = registry.hook.load_video_classifier(path=path, options=dict(options or {}))
     if classifier is None:
         raise ConfigError(
             f"{path}: no installed metric plugin reads this file as video classifier weights "
@@ -537,7 +476,7 @@ def _build_metrics(
         if not isinstance(metric, Metric):
             raise PluginError(
                 f"{component.provider.describe()}: {component.name} must build an "
-                f"ndevgan_core.evaluation.Metric, got {type(metric).__name__}"
+                f"ndevgan_core.Metric, got {type(metric).__name__}"
             )
         metrics[component.name] = metric
         known.discard(component.name)
@@ -546,11 +485,20 @@ def _build_metrics(
     return metrics
 
 
+def higher_is_better(metric: str, registry: Registry | None = None) -> bool:
+    """Whether a larger value of ``metric`` (``is``, ``metric.fid``, …) is better, as its
+    plugin's :class:`~ndevgan_core.Metric` declares."""
+    registry = registry or default_registry()
+    component = registry.get(qualify(metric, "metric"), "metric")
+    built = component.factory(build_config(component.config_class, {}, component.name))
+    return bool(built.higher_is_better)
+
+
 def _resolve_classifier(
     classifier: str | Path | VideoClassifier | None,
     dataset: VideoDataset | None,
     registry: Registry,
-    dropout_compat: bool,
+    options: Mapping[str, Any] | None,
 ) -> VideoClassifier:
     if isinstance(classifier, VideoClassifier):
         return classifier
@@ -567,7 +515,7 @@ def _resolve_classifier(
                 "WEIGHTS (C3D converted by `ndevgan metrics import-c3d`, or StyleGAN-V's "
                 "c3d_ucf101.pt)"
             )
-    return load_video_classifier(classifier, registry=registry, dropout_compat=dropout_compat)
+    return load_video_classifier(classifier, registry=registry, options=options)
 
 
 def evaluate(
@@ -584,7 +532,7 @@ def evaluate(
     progress: bool = True,
     registry: Registry | None = None,
     stats_cache: str | Path | None = None,
-    dropout_compat: bool = False,
+    classifier_options: Mapping[str, Any] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     distributed: bool = False,
 ) -> dict[str, MetricResult]:
@@ -608,7 +556,8 @@ def evaluate(
         registry: where metric components come from (default: the process registry).
         stats_cache: directory of cached real-data statistics (default
             :func:`default_stats_cache`).
-        dropout_compat: open a C3D classifier file with dropout kept on (old scoring code).
+        classifier_options: options for the plugin that opens a classifier file, e.g.
+            ``{"dropout_compat": True}`` (C3D with dropout on, as the paper's scoring code).
         options: per-metric options, e.g. ``{"metric.is": {"protocol": "stylegan-v"}}``.
         distributed: when torch.distributed is initialised, every rank calls this with the
             same arguments; each generates and classifies its share, the outputs are
@@ -634,7 +583,7 @@ def evaluate(
     needing_real = [n for n, m in chosen.items() if m.needs_real]
     if needing_real and dataset is None:
         raise ConfigError(f"{', '.join(needing_real)} compares with real clips: pass a dataset")
-    net = _resolve_classifier(classifier, dataset, registry, dropout_compat)
+    net = _resolve_classifier(classifier, dataset, registry, classifier_options)
     needing_features = [n for n, m in chosen.items() if m.needs_features]
     if needing_features and net.feature_size < 1:
         raise ConfigError(
@@ -755,6 +704,32 @@ def _format(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
 
 
+def _split_overrides(
+    overrides: Sequence[str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], list[str]]:
+    """``eval --set`` options → (metric options by plugin, classifier options, the
+    ``dataset.*`` expressions)."""
+    from ndevgan_core.config import parse_override
+
+    metrics: dict[str, dict[str, Any]] = {}
+    classifier: dict[str, Any] = {}
+    dataset: list[str] = []
+    for expr in overrides:
+        path, value = parse_override(expr)
+        if path[0] == "metric" and len(path) == 3:
+            metrics.setdefault(f"metric.{path[1]}", {})[path[2]] = value
+        elif path[0] == "classifier" and len(path) == 2:
+            classifier[path[1]] = value
+        elif path[0] == "dataset":
+            dataset.append(expr)
+        else:
+            raise click.UsageError(
+                f"--set {expr}: expected metric.NAME.KEY=VALUE, classifier.KEY=VALUE or "
+                "dataset.NAME.KEY=VALUE"
+            )
+    return metrics, classifier, dataset
+
+
 @click.command("eval")
 @click.argument("checkpoint", type=click.Path(exists=True))
 @click.option(
@@ -788,16 +763,6 @@ def _format(value: float) -> str:
     help="Independent batches of N videos; mean ± std over them (TGANv2: 10).",
 )
 @click.option(
-    "--protocol",
-    type=click.Choice(["tganv2", "stylegan-v"]),
-    default=None,
-    help="IS aggregation: tganv2 (one split per loop) or stylegan-v (--splits splits)  "
-    "[default: tganv2]",
-)
-@click.option(
-    "--splits", type=click.IntRange(min=1), default=None, help="IS splits (stylegan-v; 10)."
-)
-@click.option(
     "--batch-size",
     default=32,
     show_default=True,
@@ -812,12 +777,6 @@ def _format(value: float) -> str:
     help="Seed of the generated videos' latents (and noise).",
 )
 @device_option
-@click.option(
-    "--dropout-compat",
-    is_flag=True,
-    help="Keep C3D dropout on while scoring, like the TGAN/paper code (to compare with "
-    "published numbers).",
-)
 @click.option(
     "--out",
     type=OutputPath(),
@@ -835,8 +794,11 @@ def _format(value: float) -> str:
     "--set",
     "overrides",
     multiple=True,
-    metavar="dataset.NAME.KEY=VALUE",
-    help="Change an option of the checkpoint's dataset (e.g. where its files are here).",
+    metavar="SECTION.KEY=VALUE",
+    help="An option of a metric (metric.is.protocol=stylegan-v, metric.is.splits=10), of the "
+    "plugin that opens the classifier file (classifier.dropout_compat=true: C3D with dropout "
+    "on, as the paper's scoring code) or of the checkpoint's dataset (dataset.NAME.KEY=VALUE, "
+    "e.g. where its files are here).",
 )
 @progress_option
 def eval_command(
@@ -845,12 +807,9 @@ def eval_command(
     weights: str | None,
     samples: int,
     loops: int,
-    protocol: str | None,
-    splits: int | None,
     batch_size: int,
     seed: int,
     device: str,
-    dropout_compat: bool,
     out: str | None,
     stats_cache: str | None,
     overrides: tuple[str, ...],
@@ -861,19 +820,12 @@ def eval_command(
     Prints a table and writes JSON: every metric's mean, std, per-loop (or per-split) values
     and protocol, with the checkpoint, step, dataset and classifier they come from.
     """
+    from ndevgan_core.devices import resolve_device
     from ndevgan_core.training.api import load_generator
-    from ndevgan_core.training.trainer import resolve_device
 
     registry = default_registry()
     names = [qualify(n, "metric") for n in (metric_names or ("is", "fid"))]
-    metric_options: dict[str, dict[str, Any]] = {}
-    if protocol is not None or splits is not None:
-        if "metric.is" not in names:
-            raise click.UsageError("--protocol and --splits apply to --metric is")
-        metric_options["metric.is"] = {
-            **({"protocol": protocol} if protocol is not None else {}),
-            **({"splits": splits} if splits is not None else {}),
-        }
+    metric_options, classifier_options, dataset_overrides = _split_overrides(overrides)
     torch_device = resolve_device(device, "--device")
     loaded = load_generator(checkpoint, registry, device=torch_device)
     out_path = Path(out) if out else _default_out(Path(checkpoint), loaded.step)
@@ -885,12 +837,12 @@ def eval_command(
     dataset = dataset_label = dataset_options = None
     if needs_dataset:
         dataset, dataset_label, dataset_options = load_dataset_of(
-            loaded.config, registry, overrides
+            loaded.config, registry, dataset_overrides
         )
     classifier_path = weights
     if classifier_path is None and dataset is not None:
         classifier_path = dataset.reference_classifier()
-    classifier = _resolve_classifier(classifier_path, dataset, registry, dropout_compat)
+    classifier = _resolve_classifier(classifier_path, dataset, registry, classifier_options)
     results = evaluate(
         loaded.generator,
         names,
@@ -904,7 +856,7 @@ def eval_command(
         progress=progress,
         registry=registry,
         stats_cache=stats_cache,
-        dropout_compat=dropout_compat,
+        classifier_options=classifier_options,
         options=metric_options,
     )
     record = {
@@ -922,7 +874,7 @@ def eval_command(
         "loops": loops,
         "seed": seed,
         "device": str(torch_device),
-        "dropout_compat": dropout_compat,
+        "classifier_options": classifier_options,
         "results": [{"metric": name, **result.to_dict()} for name, result in results.items()],
     }
     write_json_atomic(out_path, record)

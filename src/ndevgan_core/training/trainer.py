@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Sampler
 from ndevgan_core import media
 from ndevgan_core.config import dump_toml, load_toml
 from ndevgan_core.contracts import VideoGAN, normalise_videos
+from ndevgan_core.devices import resolve_device
 from ndevgan_core.errors import CheckpointError, ConfigError
 from ndevgan_core.files import DirectoryLock, write_text_atomic
 from ndevgan_core.progress import progress_bar
@@ -152,24 +153,6 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:  # DataLoader asks; the sampler is endless
         return sys.maxsize
-
-
-def resolve_device(name: str, option: str = "run.device") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given.
-
-    ``option`` names the setting in error messages (``run.device``, ``--device``).
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{option}: expected auto, cpu, cuda or cuda:N, got {name!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{option} is {name!r} but this machine has no CUDA device")
-    return device
 
 
 class Trainer:

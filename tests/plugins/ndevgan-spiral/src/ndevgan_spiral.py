@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import ndevgan_core as nd
-from ndevgan_core.config import option, positive
+from ndevgan_core import option, positive
 
 
 @attrs.frozen

@@ -1,0 +1,182 @@
+"""Where each run stands, and training it here or under torchrun."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ndevgan_core.config import (
+    load_toml,
+)
+from ndevgan_core.errors import ConfigError, NdevganError
+from ndevgan_core.registry import Registry
+from ndevgan_core.training.checkpoint import list_checkpoints
+
+from .grid import FINAL_JSON, UNCOMPARED_RUN_KEYS, Protocol
+from .plan import PlannedRun, _deep_copy
+
+# Where each run stands
+
+
+@attrs.frozen
+class RunState:
+    """What a run directory says about a planned run.
+
+    ``status``: ``done`` (final.json matches the config and protocol), ``evaluate`` (trained,
+    final figures missing or stale), ``resume`` (a checkpoint before the last step) or
+    ``new``. ``step`` is the newest checkpoint's step.
+    """
+
+    status: str
+    step: int
+    final: dict[str, Any] | None
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc}); delete it to redo that step"
+        ) from None
+
+
+def _comparable(tree: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if tree is None:
+        return None
+    out = _deep_copy(tree)
+    run = out.get("run", {})
+    for key in UNCOMPARED_RUN_KEYS:
+        run.pop(key, None)
+    return out
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a ``step-NNNNNNNN.pt`` checkpoint, from its name."""
+    return int(path.stem.split("-", 1)[1])
+
+
+def inspect_run(
+    plan: PlannedRun, run_dir: Path, protocol: Protocol, registry: Registry
+) -> RunState:
+    """Where ``plan`` stands in ``run_dir``; a directory trained with other non-[run] settings
+    is an error (retraining over it would mix two runs)."""
+    from ndevgan_core.runconfig import resolve
+
+    final = _read_json(run_dir / FINAL_JSON)
+    checkpoints = list_checkpoints(run_dir)
+    step = checkpoint_step(checkpoints[-1]) if checkpoints else 0
+    wanted = plan.config.to_dict()
+    saved_file = run_dir / "config.toml"
+    if checkpoints and saved_file.is_file():
+        try:
+            saved = resolve(load_toml(saved_file), registry).to_dict()
+        except NdevganError as exc:
+            raise ConfigError(f"run {plan.run_id}: {saved_file} cannot be read: {exc}") from None
+        changed = sorted(
+            key for key in (set(saved) | set(wanted)) - {"run"} if saved.get(key) != wanted.get(key)
+        )
+        if changed:
+            raise ConfigError(
+                f"run {plan.run_id}: {run_dir} was trained with other settings in "
+                f"[{'], ['.join(changed)}] than the grid now gives; delete that directory to "
+                "retrain it, or write the study to another --out"
+            )
+    if (
+        final is not None
+        and _comparable(final.get("config")) == _comparable(wanted)
+        and final.get("protocol") == protocol.final_record()
+    ):
+        return RunState("done", step, final)
+    if checkpoints:
+        status = "evaluate" if step >= plan.config.run.iterations else "resume"
+        return RunState(status, step, None)
+    return RunState("new", 0, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Training a run
+
+
+def train_local(plan: PlannedRun, run_dir: Path, resume: bool, registry: Registry) -> int:
+    """Train (or continue) a run in this process; return the step it stopped at (the
+    trainer unregisters its loggers when it ends, so the next run's events do not reach
+    them)."""
+    from ndevgan_core.training.trainer import Trainer
+
+    trainer = Trainer(plan.config, registry, run_dir=run_dir, resume=run_dir if resume else None)
+    trainer.resume_hint = "the same `ndevgan study` command (finished runs are skipped)"
+    trainer.fit()
+    return trainer.step
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value)  # a JSON string is a TOML basic string
+
+
+def torchrun_command(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) -> list[str]:
+    """The command that trains a run under torchrun (``python -m torch.distributed.run``)."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "ndevgan_core",
+        "run",
+    ]
+    if resume:
+        # the config comes from the checkpoint; [run] settings may change (e.g. iterations)
+        command += ["--resume", str(run_dir)]
+        settings = {k: v for k, v in plan.config.to_dict()["run"].items() if v is not None}
+        settings.pop("out", None)
+        settings.pop("name", None)
+    else:
+        command += ["--config", str(run_dir / "config.toml")]
+        settings = {"out": str(run_dir.parent), "name": run_dir.name}
+    for key, value in settings.items():
+        command += ["--set", f"run.{key}={_toml_literal(value)}"]
+    return command
+
+
+def train_torchrun(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) -> int:
+    """Train (or continue) a run with torchrun in a subprocess; return its newest step.
+
+    Ctrl-C reaches the workers (they checkpoint and stop); this process waits for them.
+    """
+    command = torchrun_command(plan, run_dir, resume, nproc)
+    ignore = None
+    if sys.platform != "win32":
+        # a Python handler (not SIG_IGN, which children would inherit) keeps the study alive
+        ignore = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        proc = subprocess.run(command, check=False)
+    finally:
+        if ignore is not None:
+            signal.signal(signal.SIGINT, ignore)
+    checkpoints = list_checkpoints(run_dir)
+    step = checkpoint_step(checkpoints[-1]) if checkpoints else 0
+    if proc.returncode != 0 and step < plan.config.run.iterations:
+        interrupted = proc.returncode in (130, -signal.SIGINT, -signal.SIGTERM)
+        if not interrupted:
+            raise NdevganError(
+                f"run {plan.run_id}: torchrun exited with status {proc.returncode} at step "
+                f"{step} (its output is above); command: {shlex.join(command)}"
+            )
+    return step

@@ -1,0 +1,423 @@
+"""Results: the table, CSV, plots and the comparison grid of a study."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+import ndevgan_core as nd
+from ndevgan_core import media
+from ndevgan_core.files import (
+    atomic_path,
+    write_text_atomic,
+)
+
+from .grid import (
+    COMPARISON_NPZ,
+    FINAL_JSON,
+    METRIC_LABELS,
+    METRICS,
+    RUNS_DIR,
+    TIMING_JSON,
+    Grid,
+)
+from .launch import _comparable, _read_json
+from .plan import PlannedRun, _short
+
+# Results: table, CSV, plots and the comparison grid
+
+
+CSV_COLUMNS = (
+    "run",
+    "backbone",
+    "temporal",
+    "original",
+    "design",
+    "order",
+    "seed",
+    "status",
+    "params_temporal",
+    "params_generator",
+    "steps_per_s",
+    "train_seconds",
+    "best_step",
+    "is_mean",
+    "is_std",
+    "fid_mean",
+    "fid_std",
+)
+
+
+def steps_per_second(run_dir: Path) -> float | None:
+    """Training steps per second: 1 / the mean ``step_time`` of ``log.jsonl`` (the GAN step
+    alone; data loading, evaluation and checkpoints excluded)."""
+    path = run_dir / "log.jsonl"
+    if not path.is_file():
+        return None
+    times = []
+    for line in path.read_text("utf-8").splitlines():
+        try:
+            value = json.loads(line).get("step_time")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(value, (int, float)) and value > 0:
+            times.append(float(value))
+    return 1.0 / (sum(times) / len(times)) if times else None
+
+
+def read_eval_log(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's ``eval.jsonl`` (the scores ``logger.eval`` recorded), oldest first."""
+    path = run_dir / "eval.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text("utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
+
+
+def result_rows(plans: Sequence[PlannedRun], out: Path) -> list[dict[str, Any]]:
+    """One row per planned run (finished or not) with the CSV's columns."""
+    rows = []
+    for plan in plans:
+        run_dir = out / RUNS_DIR / plan.run_id
+        final = _read_json(run_dir / FINAL_JSON)
+        if final is not None and _comparable(final.get("config")) != _comparable(
+            plan.config.to_dict()
+        ):
+            final = None  # from another config of this run id: not this run's result
+        timing = _read_json(run_dir / TIMING_JSON) or {}
+        row: dict[str, Any] = {
+            "run": plan.run_id,
+            "backbone": plan.backbone,
+            "temporal": plan.temporal,
+            "original": plan.original,
+            "design": plan.design or "",
+            "order": "" if plan.order is None else plan.order,
+            "seed": plan.seed,
+            "status": "done" if final else "pending",
+            "params_temporal": plan.params_temporal,
+            "params_generator": plan.params_generator,
+            "steps_per_s": steps_per_second(run_dir),
+            "train_seconds": timing.get("train_seconds"),
+            "best_step": final["step"] if final else None,
+        }
+        for metric in METRICS:
+            result = (final or {}).get("metrics", {}).get(metric)
+            row[f"{metric}_mean"] = result["mean"] if result else None
+            row[f"{metric}_std"] = result["std"] if result else None
+        rows.append(row)
+    return rows
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """``results.csv``: the columns of :data:`CSV_COLUMNS`, empty where not known."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(row.get(k)) for k in CSV_COLUMNS})
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def _number(x: float) -> str:
+    """A figure with sensible precision for a table (26,512 / 152.3 / 12.42 / 0.0123)."""
+    if not math.isfinite(x):
+        return str(x)
+    magnitude = abs(x)
+    if magnitude >= 1000:
+        return f"{x:,.0f}"
+    if magnitude >= 100:
+        return f"{x:.1f}"
+    if magnitude >= 1 or magnitude == 0:
+        return f"{x:.2f}"
+    return f"{x:.2g}"
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    """``mean ± std``, the std to the mean's decimals (so 1.00 ± 0.00, not 1.00 ± 7.6e-10)."""
+    if mean is None:
+        return "—"
+    text = _number(mean)
+    std = std or 0.0
+    if "e" in text:
+        return f"{text} ± {_number(std)}"
+    decimals = len(text.split(".", 1)[1]) if "." in text else 0
+    return f"{text} ± {std:,.{decimals}f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The results table as Markdown (one row per run)."""
+    header = (
+        "| run | backbone | temporal | design | order | seed | G_t params | G params | steps/s "
+        "| train time | best step | IS | FID |"
+    )
+    lines = [header, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        sps = r["steps_per_s"]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{r['run']}`",
+                    _short(r["backbone"]),
+                    _short(r["temporal"]) + (" (original)" if r["original"] else ""),
+                    r["design"] or "—",
+                    str(r["order"]) if r["order"] != "" else "—",
+                    str(r["seed"]),
+                    f"{r['params_temporal']:,}",
+                    f"{r['params_generator']:,}",
+                    "—" if sps is None else f"{sps:.2f}",
+                    _duration(r["train_seconds"]),
+                    "—" if r["best_step"] is None else f"{r['best_step']:,}",
+                    _pm(r["is_mean"], r["is_std"]),
+                    _pm(r["fid_mean"], r["fid_std"]),
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)  # the Agg canvas: no display, no global pyplot state
+    return figure
+
+
+def _save_figure(figure: Any, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+def plot_training_curves(
+    path: Path, plans: Sequence[PlannedRun], out: Path, metric: str
+) -> Path | None:
+    """The tracked score over training, one line per run, the best step marked."""
+    curves = []
+    for plan in plans:
+        records = [r for r in read_eval_log(out / RUNS_DIR / plan.run_id) if f"{metric}_mean" in r]
+        if records:
+            curves.append((plan.run_id, records))
+    if not curves:
+        return None
+    figure = _figure(8, 4.5)
+    ax = figure.add_subplot()
+    pick = max if nd.higher_is_better(metric) else min
+    for run_id, records in curves:
+        steps = np.array([r["step"] for r in records], dtype=float)
+        means = np.array([r[f"{metric}_mean"] for r in records], dtype=float)
+        stds = np.array([r.get(f"{metric}_std", 0.0) for r in records], dtype=float)
+        (line,) = ax.plot(steps, means, marker="o", markersize=3, label=run_id)
+        if np.any(stds > 0):
+            ax.fill_between(steps, means - stds, means + stds, color=line.get_color(), alpha=0.15)
+        best = pick(range(len(means)), key=lambda i: means[i])
+        ax.plot(steps[best], means[best], marker="*", markersize=12, color=line.get_color())
+    label = METRIC_LABELS[metric]
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} during training (★ best step)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _save_figure(figure, path)
+
+
+def plot_final_metrics(
+    path: Path,
+    rows: Sequence[Mapping[str, Any]],
+    plans: Sequence[PlannedRun],
+    metrics: Sequence[str],
+) -> Path | None:
+    """Final figures per configuration with error bars (± std over the final batches); seeds of
+    one configuration side by side."""
+    by_run = {p.run_id: p for p in plans}
+    done = [r for r in rows if r["status"] == "done"]
+    metrics = [m for m in metrics if any(r[f"{m}_mean"] is not None for r in done)]
+    if not done or not metrics:
+        return None
+    configurations = list(dict.fromkeys(by_run[r["run"]].configuration for r in done))
+    seeds = sorted({r["seed"] for r in done})
+    figure = _figure(max(6.0, 1.1 * len(configurations) + 2), 3.6 * len(metrics))
+    axes = figure.subplots(len(metrics), 1, squeeze=False)[:, 0]
+    width = 0.8 / len(seeds)
+    for ax, metric in zip(axes, metrics):
+        for j, seed in enumerate(seeds):
+            xs, ys, errs = [], [], []
+            for r in done:
+                if r["seed"] != seed or r[f"{metric}_mean"] is None:
+                    continue
+                i = configurations.index(by_run[r["run"]].configuration)
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ys.append(r[f"{metric}_mean"])
+                errs.append(r[f"{metric}_std"] or 0.0)
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=errs,
+                fmt="o",
+                capsize=4,
+                label=f"seed {seed}" if len(seeds) > 1 else None,
+            )
+        label = METRIC_LABELS[metric]
+        better = "higher" if nd.higher_is_better(metric) else "lower"
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.set_ylabel(f"{label} ({better} is better)")
+        ax.set_xticks(range(len(configurations)), configurations, rotation=30, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+        if len(seeds) > 1:
+            ax.legend(fontsize="small")
+    axes[0].set_title("Final figures of the best checkpoint (mean ± std over batches)")
+    return _save_figure(figure, path)
+
+
+def _separated_strips(per_run: Sequence[np.ndarray], band: int = 4) -> np.ndarray:
+    """Frame strips of each run's videos stacked, a grey band between runs."""
+    strips = [media.frame_strip(videos) for videos in per_run]
+    separator = np.full((band, strips[0].shape[1], 3), 128, dtype=np.uint8)
+    parts = [strips[0]]
+    for strip in strips[1:]:
+        parts += [separator, strip]
+    return np.concatenate(parts)
+
+
+@attrs.frozen
+class ComparisonGroup:
+    """Runs whose latents are comparable: same latent shape and distribution, same video size."""
+
+    name: str
+    runs: tuple[str, ...]
+    mp4: Path
+    png: Path
+
+
+def write_comparison(
+    out: Path, plans: Sequence[PlannedRun], finished: set[str], fps: int = 8
+) -> list[ComparisonGroup]:
+    """The comparison grid: every finished run's first videos from the same latents.
+
+    ``sample_videos`` draws z from ``protocol.seed``, so runs whose latent has the same shape
+    and distribution see the same z. Runs whose latent (or video size) differs cannot share z
+    or a grid: each such group gets its own grid (``comparison-<group>.mp4``), its z drawn
+    from the same seed. Rows are runs (in grid order), columns videos.
+    """
+    groups: dict[tuple[Any, ...], list[tuple[str, np.ndarray]]] = {}
+    for plan in plans:
+        run_dir = out / RUNS_DIR / plan.run_id
+        final = _read_json(run_dir / FINAL_JSON)
+        if plan.run_id not in finished or not final or not (run_dir / COMPARISON_NPZ).is_file():
+            continue
+        with np.load(run_dir / COMPARISON_NPZ, allow_pickle=False) as data:
+            videos = data["videos"]
+        latent = final.get("latent", {})
+        key = (tuple(latent.get("shape", ())), latent.get("distribution"), videos.shape[1:])
+        groups.setdefault(key, []).append((plan.run_id, videos))
+    written = []
+    for key, members in groups.items():
+        shape, distribution, (_, height, _, _) = key
+        name = "comparison"
+        if len(groups) > 1:
+            name += f"-z{'x'.join(map(str, shape))}-{distribution}-{height}px"
+        count = min(v.shape[0] for _, v in members)
+        stacked = np.concatenate([v[:count] for _, v in members])
+        mp4 = media.write_video(
+            out / f"{name}.mp4", media.video_grid(stacked, ncols=count), fps=fps
+        )
+        png = media.write_png(
+            out / f"{name}.png", _separated_strips([v[:count] for _, v in members])
+        )
+        written.append(ComparisonGroup(name, tuple(r for r, _ in members), mp4, png))
+    return written
+
+
+def write_report(
+    out: Path,
+    grid: Grid,
+    plans: Sequence[PlannedRun],
+    *,
+    wall_seconds: float | None = None,
+) -> dict[str, Path]:
+    """Write results.csv, results.md, the plots and the comparison grid; return their paths."""
+    rows = result_rows(plans, out)
+    paths = {"csv": write_csv(out / "results.csv", rows)}
+    protocol = grid.protocol
+    curve = plot_training_curves(
+        out / f"{protocol.eval_metric}_over_training.png", plans, out, protocol.eval_metric
+    )
+    final = plot_final_metrics(out / "final_metrics.png", rows, plans, protocol.metrics)
+    groups = write_comparison(out, plans, {r["run"] for r in rows if r["status"] == "done"})
+    lines = [f"# Study: {grid.info.name}", ""]
+    if grid.info.description:
+        lines += [grid.info.description.strip(), ""]
+    lines += [f"Protocol: {protocol.describe()}", ""]
+    lines.append(markdown_table(rows))
+    done = sum(r["status"] == "done" for r in rows)
+    lines.append(f"{done} of {len(rows)} runs finished.")
+    train = [r["train_seconds"] for r in rows if r["train_seconds"] is not None]
+    if train:
+        lines.append(
+            f"Training time of all runs (wall clock, periodic scoring included): "
+            f"{_duration(sum(train))}."
+        )
+    if wall_seconds is not None:
+        lines.append(f"This invocation of `ndevgan study` took {_duration(wall_seconds)}.")
+    lines.append("")
+    for key, figure in (("curve", curve), ("final", final)):
+        if figure is not None:
+            paths[key] = figure
+            lines += [f"![{figure.stem}]({figure.name})", ""]
+    if groups:
+        lines.append(
+            f"Samples on the same latents (z from seed {protocol.seed}; "
+            f"{protocol.comparison_videos} videos per run, one row per run):"
+        )
+        lines.append("")
+        for group in groups:
+            paths[group.name] = group.png
+            lines.append(
+                f"- [{group.mp4.name}]({group.mp4.name}) / [{group.png.name}]({group.png.name}):"
+                f" rows {', '.join(f'`{r}`' for r in group.runs)}"
+            )
+        if len(groups) > 1:
+            lines.append(
+                "- Runs with different latent sizes, latent distributions or video sizes cannot "
+                "share z or a grid: each group has its own grid, its z drawn from the same seed."
+            )
+        lines.append("")
+    paths["md"] = write_text_atomic(out / "results.md", "\n".join(lines))
+    return paths
