@@ -532,7 +532,7 @@ def verify_command(db: str, progress: bool) -> None:
 
 
 @data_group.command("show")
-@click.argument("db", type=click.Path())
+@click.argument("db", type=click.Path(), required=False)
 @click.option("--video", "video", type=click.IntRange(min=0), required=True, help="Video id.")
 @click.option(
     "--out",
@@ -547,24 +547,80 @@ def verify_command(db: str, progress: bool) -> None:
     show_default=True,
     help="Frames per second of the MP4 and GIF files.",
 )
-def show_command(db: str, video: int, out: str, fps: int) -> None:
-    """Write one stored video back out, to look at what training will see."""
+@click.option(
+    "--dataset",
+    "dataset_name",
+    metavar="NAME",
+    help="Instead of a database DB: a clip of any dataset plugin (e.g. dataset.shapes).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --dataset: an option of that plugin (e.g. videos=64).",
+)
+@click.option(
+    "--size", type=click.IntRange(min=1), default=64, show_default=True, help="With --dataset."
+)
+@click.option(
+    "--frames", type=click.IntRange(min=1), default=16, show_default=True, help="With --dataset."
+)
+def show_command(
+    db: str | None,
+    video: int,
+    out: str,
+    fps: int,
+    dataset_name: str | None,
+    overrides: tuple[str, ...],
+    size: int,
+    frames: int,
+) -> None:
+    """Write one stored video (of database DB, or clip --video of a dataset plugin) back out,
+    to look at what training will see."""
     from ndevgan_core import media
 
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in (*media.VIDEO_SUFFIXES, ".png"):
+        raise click.BadParameter("expected a file ending in .mp4, .gif or .png", param_hint="--out")
+    if (db is None) == (dataset_name is None):
+        raise click.UsageError("give a database DB or --dataset NAME (one of them)")
+    if dataset_name is not None:
+        options = {}
+        for expr in overrides:
+            key, eq, value = expr.partition("=")
+            if not eq:
+                raise click.BadParameter(f"expected KEY=VALUE, got {expr!r}", param_hint="--set")
+            options[key.strip()] = nd.parse_value(value)
+        clips = nd.dataset(dataset_name, (frames, size, size), **options)
+        if video >= len(clips):
+            raise nd.ConfigError(f"--video {video}: {clips.name} has clips 0-{len(clips) - 1}")
+        clip = clips.videos(1, video, dtype="uint8")  # (1, T, C, H, W)
+        shown = np.ascontiguousarray(clip.transpose(0, 1, 3, 4, 2))
+        label = clips.labels(1, video)[0]
+        names = getattr(clips.dataset, "class_names", None)
+        described = f"label {label}" + (f" ({names[label]})" if names and label is not None else "")
+        if suffix == ".png":
+            media.write_png(path, media.frame_strip(shown))
+        else:
+            media.write_video(path, shown[0], fps=fps)
+        click.echo(
+            f"clip {video} of {clips.name}: {described}, {frames} frames {size}×{size} → {path}"
+        )
+        return
+    if overrides:
+        raise click.UsageError("--set applies to --dataset")
     database = store.Database(db)
     if video >= len(database.videos):
         raise nd.ConfigError(
             f"--video {video}: {database.path} holds videos 0-{len(database.videos) - 1}"
         )
-    path = Path(out)
-    suffix = path.suffix.lower()
-    if suffix not in (*media.VIDEO_SUFFIXES, ".png"):
-        raise click.BadParameter("expected a file ending in .mp4, .gif or .png", param_hint="--out")
-    frames = database.read_video(video)
+    frames_read = database.read_video(video)
     if suffix == ".png":
-        media.write_png(path, media.frame_strip(frames[None]))
+        media.write_png(path, media.frame_strip(frames_read[None]))
     else:
-        media.write_video(path, frames, fps=fps)
+        media.write_video(path, frames_read, fps=fps)
     rec = database.videos[video]
     click.echo(
         f"video {video}: {rec.source} (class {rec.class_name}, label {rec.label}), "

@@ -273,6 +273,14 @@ def run(
     help="K: render K× the frames over the same interval (intermediate states from the "
     "solver) and write the 1× and K× videos of the same z side by side.",
 )
+@click.option(
+    "--interpolate",
+    type=click.IntRange(min=2),
+    default=None,
+    metavar="STEPS",
+    help="Instead of N videos: STEPS videos along the spherical path from the first to the "
+    "second latent that --seed draws (the first and last are those two samples).",
+)
 def sample(
     checkpoint: str,
     n: int,
@@ -284,6 +292,7 @@ def sample(
     t_end: float | None,
     frames: int | None,
     fps_multiplier: int,
+    interpolate: int | None,
 ) -> None:
     """Generate videos from a checkpoint (a file, or a run directory's newest one).
 
@@ -291,9 +300,16 @@ def sample(
     and --fps-multiplier. The PNG beside the video marks the trained interval (green), frames
     outside it (orange) and the frame of z itself (blue).
     """
+    import numpy as np
+
     from ndevgan_core import media
-    from ndevgan_core.training.api import load_generator, sample_videos, time_grid
-    from ndevgan_core.training.trainer import resolve_device
+    from ndevgan_core.devices import resolve_device
+    from ndevgan_core.training.api import (
+        TrainedGenerator,
+        load_generator,
+        sample_videos,
+        time_grid,
+    )
 
     out_path = Path(out)
     if out_path.suffix.lower() not in media.VIDEO_SUFFIXES:
@@ -304,6 +320,21 @@ def sample(
     generator = loaded.generator
     grid = time_grid(generator.spec, t_start, t_end, frames, fps_multiplier)
     generator.temporal.check_times(grid.times)
+    if interpolate is not None:
+        if grid.factor > 1:
+            raise click.UsageError("--interpolate and --fps-multiplier do not combine")
+        path = TrainedGenerator(loaded)
+        ends = path.latents(2, seed)
+        float_videos = path.interpolate(ends[0], ends[1], interpolate, grid.times, seed=seed)
+        shown = media.to_uint8(np.ascontiguousarray(float_videos.transpose(0, 2, 1, 3, 4)))
+        shown = media.mark_frames(shown, grid.times.numpy(), grid.trained)
+        media.write_video(out_path, media.video_grid(shown, ncols=interpolate), fps=fps)
+        strip = media.write_png(out_path.with_suffix(".png"), media.frame_strip(shown))
+        click.echo(
+            f"wrote {interpolate} videos from z₀ to z₁ of seed {seed} (step {loaded.step}): "
+            f"{out_path}\n  strip: {strip}"
+        )
+        return
     videos = media.to_uint8(sample_videos(generator, n, seed=seed, times=grid.times))
     times = grid.times.numpy()
     custom = (t_start, t_end, frames) != (None, None, None) or grid.factor > 1

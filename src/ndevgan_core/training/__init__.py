@@ -10,6 +10,24 @@
 Not loaded by ``import ndevgan_core``.
 """
 
-from ndevgan_core.training.api import LoadedGenerator, load_generator, train
+from ndevgan_core.training.api import (
+    LoadedGenerator,
+    RealClips,
+    TrainedGenerator,
+    dataset,
+    load,
+    load_generator,
+    sample_videos,
+    train,
+)
 
-__all__ = ["LoadedGenerator", "load_generator", "train"]
+__all__ = [
+    "LoadedGenerator",
+    "RealClips",
+    "TrainedGenerator",
+    "dataset",
+    "load",
+    "load_generator",
+    "sample_videos",
+    "train",
+]
