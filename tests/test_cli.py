@@ -33,6 +33,13 @@ def test_run_sample_and_resume_through_the_cli(tmp_path):
     # continue the same run to step 5: same config, more iterations
     ndevgan("run", "--resume", str(run_dir), "--set", "run.iterations=5")
     assert load_checkpoint(run_dir)["step"] == 5
+    # resuming a finished run says so instead of silently doing nothing
+    log = (run_dir / "log.jsonl").read_text()
+    proc = ndevgan("run", "--resume", str(run_dir))
+    assert (
+        "nothing to train" in proc.stdout and "is at step 5 and run.iterations is 5" in proc.stdout
+    )
+    assert (run_dir / "log.jsonl").read_text() == log
     # … which equals a run that went to 5 directly
     ndevgan(
         "run",

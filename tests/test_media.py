@@ -494,3 +494,7 @@ def test_timeline_strip_bands_and_reference_row():
         media.INSIDE_COLOUR,
         media.OUTSIDE_COLOUR,
     ]
+    # a grid without a frame at z's time (t = -1/30 is nearest 0, but outside): nothing blue
+    offset = media.timeline_strip(videos, [-1 / 30, 0.3, 0.6, 0.9, 1.2], (0.0, 1.0), pad=2)
+    colours = [tuple(offset[2 + h + 1, 2 + j * (w + 2)]) for j in range(5)]
+    assert colours[0] == media.OUTSIDE_COLOUR and media.START_COLOUR not in colours

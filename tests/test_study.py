@@ -367,6 +367,7 @@ def test_study_end_to_end_interrupted_then_resumed(tmp_path, classifier):
     assert (rows[1]["design"], rows[1]["order"]) == ("single", "1")
     table = (out / "results.md").read_text()
     assert all(f"`{r}`" in table for r in SMALL_RUNS) and "2 of 2 runs finished" in table
+    assert "Iterations per run (as trained, after any --set): 8" in table
 
     # the plots and the comparison grid, read back
     for name in ("is_over_training.png", "final_metrics.png"):
@@ -407,3 +408,10 @@ def test_study_torchrun_launcher_trains_with_two_processes(tmp_path, classifier)
     with (out / "results.csv").open() as fh:
         rows = {r["run"]: r["status"] for r in csv.DictReader(fh)}
     assert rows == {SMALL_RUNS[0]: "pending", SMALL_RUNS[1]: "done"}
+
+
+def test_figures_of_one_batch_show_no_spread():
+    from ndevgan_plugins.study.report import _pm
+
+    assert _pm(12.3456, 0.0) == "12.35" and _pm(12.3456, None) == "12.35"
+    assert _pm(12.3456, 0.01234) == "12.35 ± 0.01" and _pm(None, None) == "—"

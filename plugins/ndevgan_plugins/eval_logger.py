@@ -175,9 +175,9 @@ class EvalLogger:
             from tqdm import tqdm
 
             mark = " (best)" if better else ""
+            spread = f" ± {result.std:.2g}" if len(result.values) > 1 else ""
             tqdm.write(
-                f"step {step}: {metric.upper()} {result.mean:.4g} ± {result.std:.2g}{mark}",
-                file=sys.stderr,
+                f"step {step}: {metric.upper()} {result.mean:.4g}{spread}{mark}", file=sys.stderr
             )
 
     def _score(self, run: nd.TrainingRun) -> Any:

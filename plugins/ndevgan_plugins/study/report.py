@@ -156,11 +156,13 @@ def _number(x: float) -> str:
 
 
 def _pm(mean: float | None, std: float | None) -> str:
-    """``mean ± std``, the std to the mean's decimals (so 1.00 ± 0.00, not 1.00 ± 7.6e-10)."""
+    """``mean ± std``, the std to the mean's decimals (so 1.00 ± 0.00, not 1.00 ± 7.6e-10);
+    just ``mean`` when there is no spread (one batch: std None or exactly 0)."""
     if mean is None:
         return "—"
     text = _number(mean)
-    std = std or 0.0
+    if not std:
+        return text
     if "e" in text:
         return f"{text} ± {_number(std)}"
     decimals = len(text.split(".", 1)[1]) if "." in text else 0
@@ -385,6 +387,11 @@ def write_report(
     if grid.info.description:
         lines += [grid.info.description.strip(), ""]
     lines += [f"Protocol: {protocol.describe()}", ""]
+    trained = sorted({plan.config.run.iterations for plan in plans})
+    lines += [
+        "Iterations per run (as trained, after any --set): " + ", ".join(f"{n:,}" for n in trained),
+        "",
+    ]
     lines.append(markdown_table(rows))
     done = sum(r["status"] == "done" for r in rows)
     lines.append(f"{done} of {len(rows)} runs finished.")

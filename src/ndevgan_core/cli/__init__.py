@@ -200,7 +200,8 @@ def run(
         run_dir = resume_path if resume_path.is_dir() else resume_path.resolve().parent.parent
         if run_dir.is_dir():  # a run in progress there is named before anything else
             DirectoryLock(run_dir).acquire().release()
-        saved = load_checkpoint(resume)["config"]
+        checkpoint = load_checkpoint(resume)
+        saved = checkpoint["config"]
         breaking = [
             expr.split("=", 1)[0].strip()
             for expr in overrides
@@ -213,6 +214,13 @@ def run(
                 f"other run.* settings may change on resume (--force to change them anyway)"
             )
         config = resolve(raw_config(None, (), overrides, base=saved), registry)
+        if int(checkpoint["step"]) >= config.run.iterations and not print_config:
+            click.echo(
+                f"nothing to train: {resume} is at step {int(checkpoint['step']):,} and "
+                f"run.iterations is {config.run.iterations:,}; continue with --set "
+                f"run.iterations=N (N > {int(checkpoint['step']):,})"
+            )
+            return
     else:
         config = resolve_cli_config(config_file, plugins, overrides, registry)
     if print_config:

@@ -243,10 +243,11 @@ def timeline_strip(
 
     One row of frames per video (at most ``max_frames`` columns, evenly chosen), and under it a
     band coloured per frame: green inside ``interval``, orange outside, blue at the frame
-    nearest the interval's start (where the latent z sits). With ``reference`` (the same
-    latents at a coarser grid ``reference_times``, e.g. 1× against K× frame rate), each video's
-    row is preceded by a row holding the reference frames in the columns of equal time, so the
-    added intermediate frames stand out as the gaps in the row above.
+    at the interval's start (where the latent z sits), when the grid has one. With
+    ``reference`` (the same latents at a coarser grid ``reference_times``, e.g. 1× against K×
+    frame rate), each video's row is preceded by a row holding the reference frames in the
+    columns of equal time, so the added intermediate frames stand out as the gaps in the row
+    above.
     """
     videos = _check_videos(videos, "timeline_strip")
     _check_pad(pad, pad_value)
@@ -271,7 +272,9 @@ def timeline_strip(
     block = rows_per_video * (h + pad) + band + pad
     image = np.full((n * block + pad, len(columns) * (w + pad) + pad, 3), pad_value, np.uint8)
     inside = _in_interval(times, interval)
-    start = int(np.argmin(np.abs(times - interval[0])))
+    gaps = np.abs(times - interval[0])
+    tolerance = 1e-6 * max(1.0, abs(interval[1] - interval[0]))
+    start = int(np.argmin(gaps)) if gaps.min() <= tolerance else -1  # z's frame, if rendered
     for i in range(n):
         y = pad + i * block
         if reference is not None:
