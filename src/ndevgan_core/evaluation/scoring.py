@@ -84,7 +84,7 @@ def _resolve_classifier(
         classifier = dataset.reference_classifier()
         if classifier is None:
             raise ConfigError(
-                f"{dataset_name(dataset, registry)} has no built-in classifier; pass --c3d "
+                f"{dataset_name(dataset, registry)} has no built-in classifier; pass --classifier "
                 "WEIGHTS (C3D converted by `ndevgan metrics import-c3d`, or StyleGAN-V's "
                 "c3d_ucf101.pt)"
             )
