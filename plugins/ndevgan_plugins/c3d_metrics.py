@@ -448,12 +448,7 @@ def _describe_stats(path: Path) -> None:
     help="Videos per classifier batch.",
 )
 @nd.device_option
-@click.option(
-    "--stats-cache",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Cache directory (default: $NDEVGAN_CACHE/fid-stats or ~/.cache/ndevgan/fid-stats).",
-)
+@nd.stats_cache_option
 @click.option(
     "--set",
     "overrides",

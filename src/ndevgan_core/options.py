@@ -2,8 +2,9 @@
 
 One definition each, so every command spells, documents and checks them alike:
 :class:`OutputPath` (an ``--out`` checked for writability when the command line is parsed),
-:func:`progress_option` and :func:`device_option`. Plugins reach them as ``nd.OutputPath``,
-``nd.progress_option`` and ``nd.device_option``.
+:func:`progress_option`, :func:`device_option` and :func:`stats_cache_option`. Plugins reach
+them as ``nd.OutputPath``, ``nd.progress_option``, ``nd.device_option`` and
+``nd.stats_cache_option``.
 """
 
 from __future__ import annotations
@@ -54,4 +55,16 @@ def device_option(fn: F) -> F:
         default="auto",
         show_default=True,
         help="auto (cuda when available), cpu, cuda or cuda:N.",
+    )(fn)
+
+
+def stats_cache_option(fn: F) -> F:
+    """``--stats-cache DIR``: where cached real-data statistics live (default
+    ``$NDEVGAN_CACHE/fid-stats``, else ``~/.cache/ndevgan/fid-stats``)."""
+    return click.option(
+        "--stats-cache",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Directory of cached real-data statistics  [default: $NDEVGAN_CACHE/fid-stats or "
+        "~/.cache/ndevgan/fid-stats]",
     )(fn)

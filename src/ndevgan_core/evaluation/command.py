@@ -19,12 +19,16 @@ from ndevgan_core.contracts import (
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.files import output_problem, write_json_atomic
 from ndevgan_core.hookspecs import hookimpl
-from ndevgan_core.options import OutputPath, device_option, progress_option
+from ndevgan_core.options import (
+    OutputPath,
+    device_option,
+    progress_option,
+    stats_cache_option,
+)
 from ndevgan_core.registry import Registry, default_registry, qualify
 
 from .classify import sample_latents
 from .scoring import _build_metrics, _eval_mode, _resolve_classifier, evaluate
-from .statistics import CACHE_ENV
 
 
 def _default_out(checkpoint: Path, step: int) -> Path:
@@ -167,13 +171,7 @@ def _split_overrides(
     default=None,
     help="Results JSON  [default: RUN/eval/step-N.json, or ./eval-step-N.json]",
 )
-@click.option(
-    "--stats-cache",
-    type=click.Path(file_okay=False),
-    default=None,
-    help=f"Directory of cached real-data statistics  [default: ${CACHE_ENV}/fid-stats or "
-    "~/.cache/ndevgan/fid-stats]",
-)
+@stats_cache_option
 @click.option(
     "--set",
     "overrides",
