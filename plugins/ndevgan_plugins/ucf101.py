@@ -117,15 +117,18 @@ class UCF101Dataset(nd.VideoDataset):
     :class:`~ndevgan_plugins.ucf101_store.Database`).
     """
 
+    plugin_name = "dataset.ucf101"
+    prepare_command = "ndevgan data prepare ucf101"
+
     def __init__(self, config: UCF101Config, spec: nd.VideoSpec, *, as_uint8: bool = False) -> None:
         self.config = config
         self.epoch_indices = config.offsets == "fresh"
         self.as_uint8 = as_uint8
-        where = "dataset.ucf101.path"
+        where = f"{self.plugin_name}.path"
         self.db = store.Database(config.path, what=where)
         height, width = self.db.height, self.db.width
         if spec.channels != 3:
-            raise nd.ConfigError(f"dataset.ucf101 has RGB frames; the backbone asks for {spec}")
+            raise nd.ConfigError(f"{self.plugin_name} has RGB frames; the backbone asks for {spec}")
         factor = height // spec.height if spec.height else 0
         if factor < 1 or height != factor * spec.height or spec.width * factor > width:
             multiples = ", ".join(str(spec.height * k) for k in (1, 2, 3))
@@ -133,7 +136,7 @@ class UCF101Dataset(nd.VideoDataset):
                 f"{where}: {self.db.path} was prepared at {height}×{width} (rows×cols) but the "
                 f"backbone needs {spec.height}×{spec.width} frames; the stored height must be "
                 f"{spec.height} or an integer multiple of it ({multiples}, …) and wide enough. "
-                f"Prepare one with `ndevgan data prepare ucf101 … --size {spec.height}`"
+                f"Prepare one with `{self.prepare_command} … --size {spec.height}`"
             )
         self.factor = factor
         self.crop_width = spec.width * factor
@@ -143,7 +146,7 @@ class UCF101Dataset(nd.VideoDataset):
         if not usable:
             longest = max((v.frames for v in self.db.videos), default=0)
             raise nd.ConfigError(
-                f"dataset.ucf101: no video in {self.db.path} has the {self.span} frames a clip "
+                f"{self.plugin_name}: no video in {self.db.path} has the {self.span} frames a clip "
                 f"of {spec.frames} frames at stride {config.stride} needs (longest: {longest})"
             )
         self.excluded = len(self.db.videos) - len(usable)  # too short at this stride
@@ -162,7 +165,7 @@ class UCF101Dataset(nd.VideoDataset):
 
     def _position(self, index: int) -> int:
         if not 0 <= index < len(self):
-            raise IndexError(f"dataset.ucf101 has {len(self)} clips; asked for {index}")
+            raise IndexError(f"{self.plugin_name} has {len(self)} clips; asked for {index}")
         return index % len(self.video_ids)
 
     def placement(self, index: int, draw: int = 0) -> tuple[int, int, bool]:
@@ -251,10 +254,38 @@ def build(config: UCF101Config, spec: nd.VideoSpec) -> UCF101Dataset:
     return UCF101Dataset(config, spec, as_uint8=config.uint8)
 
 
+@attrs.frozen
+class VideosConfig(UCF101Config):
+    """Options of ``dataset.videos`` (those of ``dataset.ucf101``; its frames are square)."""
+
+    path: str = option("", "the LMDB database `ndevgan data prepare videos --out` made (required)")
+
+    def __attrs_post_init__(self) -> None:
+        if not self.path:
+            raise nd.ConfigError(
+                "path: required — the LMDB database made by `ndevgan data prepare videos "
+                "--root DIR --out DB`; set it with --set dataset.videos.path=DB"
+            )
+
+
+class VideosDataset(UCF101Dataset):
+    """Clips of your own videos from a database ``ndevgan data prepare videos`` made: the
+    reader, offsets, stride and flips of ``dataset.ucf101`` on square frames."""
+
+    plugin_name = "dataset.videos"
+    prepare_command = "ndevgan data prepare videos"
+
+
+def build_videos(config: VideosConfig, spec: nd.VideoSpec) -> VideosDataset:
+    """Factory of ``dataset.videos``."""
+    return VideosDataset(config, spec, as_uint8=config.uint8)
+
+
 @nd.hookimpl
 def register_components(register: Any) -> None:
-    """Register ``dataset.ucf101``."""
+    """Register ``dataset.ucf101`` and ``dataset.videos``."""
     register("dataset.ucf101", build, UCF101Config)
+    register("dataset.videos", build_videos, VideosConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,12 +294,89 @@ def register_components(register: Any) -> None:
 
 @click.group("data")
 def data_group() -> None:
-    """Prepare and inspect datasets: UCF101 → one LMDB database."""
+    """Prepare and inspect datasets: UCF101 or a folder of videos → one LMDB database."""
 
 
 @data_group.group("prepare")
 def prepare_group() -> None:
     """Turn a data set's official files into one LMDB database."""
+
+
+def _common_prepare_options(fn: Any) -> Any:
+    """The options every ``data prepare`` layout shares (after its own ones)."""
+    options = [
+        click.option(
+            "--out",
+            required=True,
+            type=nd.OutputPath(directory=True),
+            help="The database directory to write.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=os.cpu_count() or 1,
+            show_default="CPU count",
+            help="Decode processes (0: decode in this process).",
+        ),
+        click.option(
+            "--min-frames",
+            type=click.IntRange(min=1),
+            default=16,
+            show_default=True,
+            help="Skip videos with fewer frames (too short for a clip).",
+        ),
+        click.option(
+            "--codec",
+            type=click.Choice(store.CODECS),
+            default="raw",
+            show_default=True,
+            help="How frames are stored, both lossless: raw bytes (fastest to read) or zlib.",
+        ),
+        click.option(
+            "--level", type=click.IntRange(1, 9), default=1, show_default=True, help="zlib level."
+        ),
+        click.option(
+            "--resize",
+            type=click.Choice(tuple(store.RESIZES)),
+            default="cv2-cubic",
+            show_default=True,
+            help="cv2-cubic: OpenCV's INTER_CUBIC, not antialiased, as the paper's code prepared "
+            "UCF101; antialiased: libswscale bicubic (less aliasing, not the authors' data).",
+        ),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run (<out>.partial)."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing database at --out."),
+        click.option(
+            "--map-size",
+            type=click.IntRange(min=0),
+            default=0,
+            help="LMDB map size in GiB (0: from the video count; grows when full).",
+        ),
+        click.option(
+            "--limit", type=click.IntRange(min=0), default=0, help="Only the first N listed videos."
+        ),
+        nd.progress_option,
+    ]
+    for option_decorator in reversed(options):
+        fn = option_decorator(fn)
+    return fn
+
+
+def _run_prepare(opts: store.PrepareOptions) -> None:
+    report = store.prepare(opts, argv=["ndevgan", *sys.argv[1:]])
+    for line in report.lines():
+        click.echo(line)
+    if report.interrupted:
+        click.echo(
+            f"stopped early; continue with the same command plus --resume ({report.partial} "
+            "keeps the videos written so far)",
+            err=True,
+        )
+        sys.exit(130)
+    if not report.total_videos:
+        raise click.ClickException(
+            f"no video could be written, so no database was made at {report.out} (see the "
+            "skipped list above)"
+        )
 
 
 @prepare_group.command("ucf101")
@@ -305,73 +413,14 @@ def prepare_group() -> None:
     show_default=True,
     help="Stored frame height; the width is round(size·4/3): 64 → 64×85, 192 → 192×256.",
 )
-@click.option(
-    "--out",
-    required=True,
-    type=nd.OutputPath(directory=True),
-    help="The database directory to write.",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=os.cpu_count() or 1,
-    show_default="CPU count",
-    help="Decode processes (0: decode in this process).",
-)
-@click.option(
-    "--min-frames",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Skip videos with fewer frames (too short for a clip).",
-)
-@click.option(
-    "--codec",
-    type=click.Choice(store.CODECS),
-    default="raw",
-    show_default=True,
-    help="How frames are stored, both lossless: raw bytes (fastest to read) or zlib.",
-)
-@click.option(
-    "--level", type=click.IntRange(1, 9), default=1, show_default=True, help="zlib level."
-)
-@click.option(
-    "--resize",
-    type=click.Choice(tuple(store.RESIZES)),
-    default="cv2-cubic",
-    show_default=True,
-    help="cv2-cubic: OpenCV's INTER_CUBIC, not antialiased, as the paper's code prepared "
-    "UCF101; antialiased: libswscale bicubic (less aliasing, not the authors' data).",
-)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run (<out>.partial).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing database at --out.")
-@click.option(
-    "--map-size",
-    type=click.IntRange(min=0),
-    default=0,
-    help="LMDB map size in GiB (0: from the video count; grows when full).",
-)
-@click.option(
-    "--limit", type=click.IntRange(min=0), default=0, help="Only the first N listed videos."
-)
-@nd.progress_option
+@_common_prepare_options
 def prepare_ucf101(
     root: str,
     splits: str | None,
     split: int,
     subset: str,
     size: int,
-    out: str,
-    workers: int,
-    min_frames: int,
-    codec: str,
-    level: int,
-    resize: str,
-    resume: bool,
-    overwrite: bool,
-    map_size: int,
-    limit: int,
-    progress: bool,
+    **common: Any,
 ) -> None:
     """Decode UCF101 once into an LMDB database of resized frames.
 
@@ -381,39 +430,60 @@ def prepare_ucf101(
     database appears at --out only when complete; Ctrl-C leaves OUT.partial, which --resume
     continues without redoing the videos it holds.
     """
+    common["map_size"] <<= 30
+    opts = store.PrepareOptions(
+        root=root, splits=splits, split=split, subset=subset, size=size, **common
+    )
+    _run_prepare(opts)
+
+
+@prepare_group.command("videos")
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(),
+    help="A folder of videos (MP4, WebM, AVI, MOV, MKV; any codec PyAV decodes), optionally "
+    "one sub-folder per class.",
+)
+@click.option(
+    "--split-file",
+    type=click.Path(),
+    default=None,
+    help="Take only the videos this file lists (one path relative to --root per line).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=8),
+    default=64,
+    show_default=True,
+    help="Stored frames are SIZE×SIZE.",
+)
+@click.option(
+    "--fit",
+    type=click.Choice(store.FITS),
+    default="crop",
+    show_default=True,
+    help="Frames of another aspect ratio: crop (the centred square) or pad (black bars).",
+)
+@_common_prepare_options
+def prepare_videos(root: str, split_file: str | None, size: int, fit: str, **common: Any) -> None:
+    """Decode a folder of your own videos once into an LMDB database for dataset.videos.
+
+    Every video under --root (any resolution and aspect ratio) is decoded in parallel, made
+    square (--fit), resized to SIZE×SIZE and stored losslessly; a video in a sub-folder is of
+    that folder's class. The same guarantees as UCF101's prepare: bad files are skipped and
+    listed, the database appears at --out only when complete, --resume continues OUT.partial.
+    """
+    common["map_size"] <<= 30
     opts = store.PrepareOptions(
         root=root,
-        out=out,
-        splits=splits,
-        split=split,
-        subset=subset,
+        split_file=split_file,
         size=size,
-        resize=resize,
-        workers=workers,
-        min_frames=min_frames,
-        codec=codec,
-        level=level,
-        resume=resume,
-        overwrite=overwrite,
-        map_size=map_size << 30,
-        limit=limit,
-        progress=progress,
+        fit=fit,
+        source_layout="folder",
+        **common,
     )
-    report = store.prepare(opts, argv=["ndevgan", *sys.argv[1:]])
-    for line in report.lines():
-        click.echo(line)
-    if report.interrupted:
-        click.echo(
-            f"stopped early; continue with the same command plus --resume ({report.partial} "
-            "keeps the videos written so far)",
-            err=True,
-        )
-        sys.exit(130)
-    if not report.total_videos:
-        raise click.ClickException(
-            f"no video could be written, so no database was made at {report.out} (see the "
-            "skipped list above)"
-        )
+    _run_prepare(opts)
 
 
 def _human_bytes(n: float) -> str:

@@ -72,6 +72,12 @@ _CRC = struct.Struct("<I")
 META_KEY = b"__meta__"
 CODECS = ("raw", "zlib")
 SUBSETS = ("train", "test", "all")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v")
+"""Files ``data prepare videos`` takes from a folder (any container and codec PyAV decodes)."""
+FITS = ("crop", "pad")
+"""How ``data prepare videos`` makes frames of any aspect ratio square: centre ``crop`` or
+``pad`` (black bars) to a square before resizing."""
+SOURCE_LAYOUTS = ("ucf101", "folder")
 PARTIAL_SUFFIX = ".partial"
 
 RESIZES = {
@@ -242,6 +248,59 @@ def find_layout(root: str | Path, splits: str | Path | None, split: int, subset:
     return Layout(root, splits_dir, tuple(class_names), tuple(items), tuple(problems))
 
 
+def find_folder_layout(root: str | Path, split_file: str | Path | None = None) -> Layout:
+    """Every video under ``root`` (:data:`VIDEO_SUFFIXES`, any depth): a video in a sub-folder
+    is of the class named by its first folder, one at the top is of class ``videos``; labels
+    follow the sorted class names. ``split_file`` (optional) lists the videos to take, one
+    path relative to ``root`` per line (``#`` starts a comment); a listed path that is not a
+    video under ``root`` is reported as a problem line."""
+    root = Path(root).expanduser().absolute()
+    if not root.is_dir():
+        raise _config_error(
+            f"--root {root}: no such directory; expected a folder of videos "
+            f"({', '.join(VIDEO_SUFFIXES)}), optionally one sub-folder per class"
+        )
+    found = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
+    )
+    problems: list[Skip] = []
+    if split_file is not None:
+        listed_path = Path(split_file).expanduser().absolute()
+        if not listed_path.is_file():
+            raise _config_error(f"--split-file {listed_path}: no such file")
+        available = set(found)
+        chosen: list[str] = []
+        for number, line in enumerate(_read_lines(listed_path), start=1):
+            entry = line.split("#", 1)[0].strip().replace("\\", "/")
+            if not entry:
+                continue
+            if entry not in available:
+                problems.append(
+                    Skip(
+                        entry,
+                        "bad split line",
+                        f"{listed_path.name} line {number}: not a video under {root}",
+                    )
+                )
+            elif entry not in chosen:
+                chosen.append(entry)
+        found = chosen
+    if not found and not problems:
+        raise _config_error(
+            f"--root {root}: no video files ({', '.join(VIDEO_SUFFIXES)}) in it or below it"
+        )
+    classes = sorted({source.split("/", 1)[0] if "/" in source else "videos" for source in found})
+    labels = {name: i for i, name in enumerate(classes)}
+    items = []
+    for source in found:
+        name = source.split("/", 1)[0] if "/" in source else "videos"
+        items.append(Item(source, labels[name], name))
+    where = Path(split_file).expanduser().absolute() if split_file is not None else root
+    return Layout(root, where, tuple(classes), tuple(items), tuple(problems))
+
+
 def _read_lines(path: Path) -> list[str]:
     try:
         return path.read_text("utf-8", errors="replace").splitlines()
@@ -348,13 +407,50 @@ def _cubic_tables(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weights.astype(np.int32)
 
 
-def resize_frame(frame: Any, height: int, width: int, resize: str = "cv2-cubic") -> np.ndarray:
+def fit_aspect(image: np.ndarray, height: int, width: int, fit: str) -> np.ndarray:
+    """``uint8`` (H, W, 3) made of the aspect ratio ``width / height``: the centred window of
+    that ratio (``crop``), or the image centred on black bars (``pad``)."""
+    h, w = image.shape[:2]
+    if h * width == w * height:
+        return image
+    if fit == "crop":
+        if w * height > h * width:  # too wide: keep the middle columns
+            keep = max(1, round(h * width / height))
+            x0 = (w - keep) // 2
+            return image[:, x0 : x0 + keep]
+        keep = max(1, round(w * height / width))
+        y0 = (h - keep) // 2
+        return image[y0 : y0 + keep]
+    if w * height > h * width:  # too wide: bars above and below
+        full = round(w * height / width)
+        canvas = np.zeros((full, w, 3), dtype=np.uint8)
+        y0 = (full - h) // 2
+        canvas[y0 : y0 + h] = image
+        return canvas
+    full = round(h * width / height)
+    canvas = np.zeros((h, full, 3), dtype=np.uint8)
+    x0 = (full - w) // 2
+    canvas[:, x0 : x0 + w] = image
+    return canvas
+
+
+def resize_frame(
+    frame: Any, height: int, width: int, resize: str = "cv2-cubic", fit: str = "none"
+) -> np.ndarray:
     """A decoded ``av.VideoFrame`` as RGB ``uint8`` (height, width, 3), resized bicubic by
-    ``resize`` (:data:`RESIZES`).
+    ``resize`` (:data:`RESIZES`); with ``fit`` (:data:`FITS`) first made of the target's
+    aspect ratio by cropping or padding (``none``: stretched, as UCF101's 4:3 frames are).
 
     The one resize function of the project: ``prepare`` stores its output, and the tests and
     the benchmark's direct-decode baseline call it too.
     """
+    if fit != "none":
+        image = fit_aspect(frame.to_ndarray(format="rgb24"), height, width, fit)
+        if resize == "cv2-cubic":
+            return cv2_cubic(image, height, width)
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
     if resize == "cv2-cubic":
         return cv2_cubic(frame.to_ndarray(format="rgb24"), height, width)
     flags = _interpolation()
@@ -363,7 +459,7 @@ def resize_frame(frame: Any, height: int, width: int, resize: str = "cv2-cubic")
 
 
 def decode_video(
-    path: str | Path, height: int, width: int, resize: str = "cv2-cubic"
+    path: str | Path, height: int, width: int, resize: str = "cv2-cubic", fit: str = "none"
 ) -> np.ndarray:
     """All frames of a video, resized by ``resize``: ``uint8`` (T, height, width, 3).
 
@@ -388,7 +484,7 @@ def decode_video(
         expected = int(stream.frames or 0)
         try:
             for frame in container.decode(stream):
-                frames.append(resize_frame(frame, height, width, resize))
+                frames.append(resize_frame(frame, height, width, resize, fit))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             if not frames:
                 raise VideoError("unreadable", _short(exc)) from None
@@ -453,6 +549,7 @@ class Task:
     level: int
     min_frames: int
     resize: str = "cv2-cubic"
+    fit: str = "none"
 
 
 def process_video(task: Task) -> tuple[int, list[bytes] | None, str, str]:
@@ -462,7 +559,7 @@ def process_video(task: Task) -> tuple[int, list[bytes] | None, str, str]:
     caught here, so one strange file never stops a run.
     """
     try:
-        video = decode_video(task.path, task.height, task.width, task.resize)
+        video = decode_video(task.path, task.height, task.width, task.resize, task.fit)
         if len(video) < task.min_frames:
             raise VideoError("too short", f"{len(video)} frames, fewer than {task.min_frames}")
         return task.position, [encode_frame(f, task.codec, task.level) for f in video], "", ""
@@ -707,6 +804,12 @@ class PrepareOptions:
     map_size: int = 0
     limit: int = 0
     progress: bool = True
+    source_layout: str = "ucf101"
+    """``ucf101`` (the official tree and split files) or ``folder`` (any folder of videos)."""
+    fit: str = "crop"
+    """``folder``: how frames become square (:data:`FITS`)."""
+    split_file: str | None = None
+    """``folder``: an optional list of the videos to take."""
 
 
 @attrs.define
@@ -774,6 +877,20 @@ def _reason_rank(reason: str) -> int:
 
 def canonical_command(opts: PrepareOptions, layout: Layout, out: Path) -> str:
     """The command that (re)makes this database, with absolute paths."""
+    if opts.source_layout == "folder":
+        parts = [f"ndevgan data prepare videos --root {shlex.quote(str(layout.root))}"]
+        if opts.split_file is not None:
+            parts.append(f"--split-file {shlex.quote(str(layout.splits))}")
+        parts.append(
+            f"--size {opts.size} --fit {opts.fit} --resize {opts.resize} "
+            f"--min-frames {opts.min_frames} --codec {opts.codec}"
+        )
+        if opts.codec == "zlib":
+            parts.append(f"--level {opts.level}")
+        if opts.limit:
+            parts.append(f"--limit {opts.limit}")
+        parts.append(f"--out {shlex.quote(str(out))}")
+        return " ".join(parts)
     parts = [
         "ndevgan data prepare ucf101",
         f"--root {shlex.quote(str(layout.root))}",
@@ -790,6 +907,8 @@ def canonical_command(opts: PrepareOptions, layout: Layout, out: Path) -> str:
 
 
 _IDENTITY = (
+    "source_layout",
+    "fit",
     "split",
     "subset",
     "height",
@@ -800,6 +919,10 @@ _IDENTITY = (
     "limit",
     "resize",
 )
+
+
+_IDENTITY_BEFORE_FOLDERS = {"source_layout": "ucf101", "fit": "none"}
+"""What a partial database started before folder layouts existed was made with."""
 
 
 def partial_path(out: str | Path) -> Path:
@@ -874,18 +997,28 @@ def prepare(opts: PrepareOptions, argv: Iterable[str] | None = None) -> PrepareR
         raise _config_error(f"--size: expected a height of at least 8 pixels, got {opts.size}")
     if opts.min_frames < 1:
         raise _config_error(f"--min-frames: expected at least 1, got {opts.min_frames}")
-    layout = find_layout(opts.root, opts.splits, opts.split, opts.subset)
+    if opts.source_layout not in SOURCE_LAYOUTS:
+        raise _config_error(f"source layout: expected ucf101 or folder, got {opts.source_layout!r}")
+    folder = opts.source_layout == "folder"
+    if folder and opts.fit not in FITS:
+        raise _config_error(f"--fit: expected crop or pad, got {opts.fit!r}")
+    if folder:
+        layout = find_folder_layout(opts.root, opts.split_file)
+    else:
+        layout = find_layout(opts.root, opts.splits, opts.split, opts.subset)
     out = Path(opts.out).expanduser().absolute()
     partial = partial_path(out)
     finished = _already_finished(opts, layout, out, partial)
     if finished is not None:
         return finished
     _check_destination(out, partial, opts)
-    height, width = opts.size, stored_width(opts.size)
+    height, width = opts.size, opts.size if folder else stored_width(opts.size)
     items = list(layout.items[: opts.limit] if opts.limit else layout.items)
     identity = {
-        "split": opts.split,
-        "subset": opts.subset,
+        "source_layout": opts.source_layout,
+        "fit": opts.fit if folder else "none",
+        "split": 0 if folder else opts.split,
+        "subset": "all" if folder else opts.subset,
         "height": height,
         "width": width,
         "codec": opts.codec,
@@ -904,7 +1037,9 @@ def prepare(opts: PrepareOptions, argv: Iterable[str] | None = None) -> PrepareR
                 f"{partial} is not a partial database this ndevgan can resume; start again "
                 "with --overwrite"
             )
-        changed = [k for k in _IDENTITY if meta.get(k) != identity[k]]
+        changed = [
+            k for k in _IDENTITY if meta.get(k, _IDENTITY_BEFORE_FOLDERS.get(k)) != identity[k]
+        ]
         if changed or meta.get("source_root") != str(layout.root):
             what = ", ".join(f"{k} {meta.get(k)!r} → {identity[k]!r}" for k in changed) or (
                 f"root {meta.get('source_root')} → {layout.root}"
@@ -946,7 +1081,7 @@ def _prepare_into(
                 "format": FORMAT,
                 "version": VERSION,
                 "complete": False,
-                "dataset": "ucf101",
+                "dataset": "videos" if opts.source_layout == "folder" else "ucf101",
                 **identity,
                 "pixel_format": "rgb24",
                 "layout": "uint8 rows×cols×RGB, row-major",
@@ -979,7 +1114,17 @@ def _prepare_into(
         next_id = len(done)
         start = time.perf_counter()
         tasks = (
-            Task(i, str(p), height, width, opts.codec, opts.level, opts.min_frames, opts.resize)
+            Task(
+                i,
+                str(p),
+                height,
+                width,
+                opts.codec,
+                opts.level,
+                opts.min_frames,
+                opts.resize,
+                identity["fit"],
+            )
             for i, (_, p) in enumerate(todo)
         )
         try:
@@ -1118,7 +1263,7 @@ class Database:
             raise _config_error(f"{what} {path}: cannot open the LMDB database: {exc}") from None
         if not meta or meta.get("format") != FORMAT:
             raise _config_error(
-                f"{what} {path}: not an ndevgan UCF101 database (no '{FORMAT}' meta record)"
+                f"{what} {path}: not an ndevgan video database (no '{FORMAT}' meta record)"
             )
         if meta.get("version") not in READABLE_VERSIONS:
             command = meta.get("command") or "ndevgan data prepare ucf101 … --out " + str(path)
