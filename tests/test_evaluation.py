@@ -268,8 +268,8 @@ def test_evaluate_refuses_what_it_cannot_do(registry: Registry) -> None:
         _run(registry, dataset=GeneratedClips(8))
     with pytest.raises(nd.ConfigError, match="protocol: expected one of"):
         _run(registry, classifier=TinyClassifier(), options={"metric.is": {"protocol": "x"}})
-    with pytest.raises(nd.PluginError, match="unknown plugin 'metric.fvd'"):
-        _run(registry, metrics=("fvd",), classifier=TinyClassifier())
+    with pytest.raises(nd.PluginError, match="unknown plugin 'metric.kid'"):
+        _run(registry, metrics=("kid",), classifier=TinyClassifier())
     with pytest.raises(nd.ConfigError, match="samples"):
         _run(registry, classifier=TinyClassifier(), samples=1)
 

@@ -216,8 +216,11 @@ def _to_uint8(videos: torch.Tensor) -> torch.Tensor:
 
 class ScriptedDetector(nd.VideoClassifier):
     """A TorchScript video classifier with StyleGAN-V's detector interface (its
-    ``c3d_ucf101.pt``): ``detector(uint8 videos (B, 3, T, H, W)) → probabilities``, and with
-    ``return_features=True`` → features when its ``forward`` takes that keyword.
+    ``c3d_ucf101.pt``, or the I3D ``i3d_torchscript.pt`` its FVD uses):
+    ``detector(uint8 videos (B, 3, T, H, W)) → probabilities``, and with
+    ``return_features=True`` → features when its ``forward`` takes that keyword. A detector
+    whose ``forward`` takes ``rescale`` and ``resize`` (I3D's) is called with both true, as
+    StyleGAN-V's FVD calls it: uint8 rescaled to [-1, 1] and resized to its input size inside.
 
     ``num_classes`` and ``feature_size`` (0 when it gives no features) are read from one
     probe clip of zeros (1, 3, 16, 112, 112) when the file is opened.
@@ -228,6 +231,9 @@ class ScriptedDetector(nd.VideoClassifier):
         self.detector = module
         self.weights_id = weights_id
         keywords = {a.name for a in module.forward.schema.arguments}
+        self._input_kwargs = (
+            {"rescale": True, "resize": True} if {"rescale", "resize"} <= keywords else {}
+        )
         self._probs_kwargs = {"return_probs": True} if "return_probs" in keywords else {}
         self._features = "return_features" in keywords
         probe = torch.zeros(1, 3, 16, 112, 112, dtype=torch.uint8)
@@ -251,8 +257,8 @@ class ScriptedDetector(nd.VideoClassifier):
 
     def _run(self, videos: torch.Tensor, return_features: bool = False) -> torch.Tensor:
         if return_features:
-            return self.detector(videos, return_features=True)
-        return self.detector(videos, **self._probs_kwargs)
+            return self.detector(videos, return_features=True, **self._input_kwargs)
+        return self.detector(videos, **self._probs_kwargs, **self._input_kwargs)
 
     def forward(self, videos: torch.Tensor) -> dict[str, torch.Tensor]:
         """Probabilities (and features, if the detector has them) of [-1, 1] videos."""

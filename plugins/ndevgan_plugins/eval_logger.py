@@ -46,8 +46,8 @@ class EvalLoggerConfig:
     samples: int = option(2048, "generated videos per evaluation", positive)
     metric: str = option(
         "is",
-        "the figure that picks the best checkpoint: is (higher) or fid (lower)",
-        one_of("is", "fid"),
+        "the figure that picks the best checkpoint: is (higher), fid or fvd (lower)",
+        one_of("is", "fid", "fvd"),
     )
     batch_size: int = option(32, "videos per generator/classifier batch", positive)
     seed: int = option(

@@ -546,6 +546,10 @@ class Metric(abc.ABC):
     """Whether a larger figure is better (IS) or a smaller one (FID): how a logger picks the
     best checkpoint and a study its best run."""
 
+    def check_generator(self, generator: VideoGenerator) -> None:  # noqa: B027
+        """Refuse, with a ConfigError, a generator whose videos this metric cannot score
+        (called once before any video is generated; the default accepts every one)."""
+
     @abc.abstractmethod
     def score(self, fake: Sequence[Features], real: FeatureStats | None) -> MetricResult:
         """The figure for generated videos ``fake`` (one entry per loop) against ``real``."""

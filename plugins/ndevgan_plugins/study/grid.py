@@ -29,8 +29,8 @@ UNCOMPARED_RUN_KEYS = ("progress", "device", "workers", "threads", "out", "name"
 """``[run]`` settings that do not change what a run computes: a finished run whose config
 differs only in these is still finished."""
 
-METRICS = ("is", "fid")
-METRIC_LABELS = {"is": "IS", "fid": "FID"}
+METRICS = ("is", "fid", "fvd")
+METRIC_LABELS = {"is": "IS", "fid": "FID", "fvd": "FVD"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -153,6 +153,8 @@ def evaluate(
     chosen = _build_metrics(names, options or {}, registry)
     if not chosen:
         raise ConfigError("evaluate: no metric to compute")
+    for metric in chosen.values():
+        metric.check_generator(generator)
     needing_real = [n for n, m in chosen.items() if m.needs_real]
     if needing_real and dataset is None:
         raise ConfigError(f"{', '.join(needing_real)} compares with real clips: pass a dataset")
