@@ -415,3 +415,13 @@ def test_figures_of_one_batch_show_no_spread():
 
     assert _pm(12.3456, 0.0) == "12.35" and _pm(12.3456, None) == "12.35"
     assert _pm(12.3456, 0.01234) == "12.35 ± 0.01" and _pm(None, None) == "—"
+
+
+def test_a_grid_may_ask_for_fvd_among_its_final_figures(tmp_path, classifier):
+    text = SMALL_GRID.format(classifier=classifier).replace(
+        "[protocol]\n", '[protocol]\nmetrics = ["is", "fvd"]\neval_metric = "fvd"\n'
+    )
+    grid = study.load_grid(write_grid(tmp_path / "fvd.toml", text))
+    assert grid.protocol.metrics == ("is", "fvd") and grid.protocol.eval_metric == "fvd"
+    with pytest.raises(ConfigError, match="expected a list of distinct metrics from is, fid, fvd"):
+        study.load_grid(write_grid(tmp_path / "kid.toml", text.replace('"fvd"]', '"kid"]')))

@@ -28,7 +28,8 @@ def read_events(run_dir):
 def test_losses_and_sample_strips_reach_the_event_file(tmp_path):
     registry = Registry(entry_points=False, disabled=())
     raw = fast_raw(iterations=4, sample_every=2, log_every=1)
-    raw["plugins"]["loggers"] = ["logger.tensorboard"]
+    raw["plugins"]["loggers"] = ["logger.eval", "logger.tensorboard"]
+    raw["logger"] = {"eval": {"every": 2, "samples": 6, "batch_size": 6}}
     run_dir = nd.train(resolve(raw, registry), registry, run_dir=tmp_path / "r")
     events = read_events(run_dir)
     tags = events.Tags()
@@ -37,6 +38,11 @@ def test_losses_and_sample_strips_reach_the_event_file(tmp_path):
     loss_d = events.Scalars("train/loss_d")
     assert [e.step for e in loss_d] == [r["step"] for r in log] == [1, 2, 3, 4]
     assert [e.value for e in loss_d] == pytest.approx([r["loss_d"] for r in log], rel=1e-6)
+    # IS as logger.eval scored it, at its steps, with its values
+    scored = [json.loads(x) for x in (run_dir / "eval.jsonl").read_text().splitlines()]
+    is_events = events.Scalars("eval/is")
+    assert [e.step for e in is_events] == [r["step"] for r in scored] == [2, 4]
+    assert [e.value for e in is_events] == pytest.approx([r["is_mean"] for r in scored])
     strips = events.Images("samples/strip")
     assert [e.step for e in strips] == [0, 2, 4] and all(e.width > 0 for e in strips)
 

@@ -147,6 +147,7 @@ class EvalLogger:
         result = self._score(run)
         seconds = time.perf_counter() - t0
         metric = self.config.metric
+        run.registry.hook.on_evaluation(run=run, step=step, metric=metric, result=result)
         record = {
             "step": step,
             f"{metric}_mean": result.mean,

@@ -2,8 +2,9 @@
 
 ``ndevgan run --plugin logger.tensorboard`` writes ``RUN_DIR/tensorboard/events.*`` while the
 run trains (rank 0 only): every step's metrics as scalars under ``train/`` (losses, ``d_real``,
-``d_fake``, ``step_time``, ``data_time``), and each sample strip the trainer writes as an
-image under ``samples/``. Watch them with ``tensorboard --logdir runs``. Needs the optional
+``d_fake``, ``step_time``, ``data_time``), the figures a scoring logger computes (``logger.eval``:
+IS, FID or FVD) under ``eval/``, and each sample strip the trainer writes as an image under
+``samples/``. Watch them with ``tensorboard --logdir runs``. Needs the optional
 ``tensorboard`` package (``pip install 'ndevgan[tensorboard]'``).
 """
 
@@ -63,6 +64,17 @@ class TensorBoardLogger:
         writer = self._writer_for(run)
         for name, value in metrics.items():
             writer.add_scalar(f"train/{name}", float(value), step)
+
+    @nd.hookimpl
+    def on_evaluation(
+        self, run: nd.TrainingRun, step: int, metric: str, result: nd.MetricResult
+    ) -> None:
+        """A figure a scoring logger computed (``logger.eval``): scalar ``eval/METRIC``."""
+        if not run.is_main:
+            return
+        writer = self._writer_for(run)
+        writer.add_scalar(f"eval/{metric}", float(result.mean), step)
+        writer.flush()
 
     @nd.hookimpl
     def on_sample(self, run: nd.TrainingRun, step: int, paths: list[Path]) -> None:

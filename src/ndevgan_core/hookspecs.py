@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     import click
 
-    from .contracts import TrainingRun, VideoClassifier
+    from .contracts import MetricResult, TrainingRun, VideoClassifier
 
 PROJECT = "ndevgan"
 
@@ -91,3 +91,10 @@ def on_checkpoint(run: TrainingRun, step: int, path: Path) -> None:
 @hookspec
 def on_sample(run: TrainingRun, step: int, paths: list[Path]) -> None:
     """Called after sample videos and frame strips have been written to ``paths``."""
+
+
+@hookspec
+def on_evaluation(run: TrainingRun, step: int, metric: str, result: MetricResult) -> None:
+    """Called by a logger that scores the generator during training (``logger.eval``) with
+    each figure it computed: ``metric`` is its short name (``is``, ``fid``, ``fvd``), ``result``
+    its mean, std, values and protocol; on every rank. Other loggers (TensorBoard) show it."""
