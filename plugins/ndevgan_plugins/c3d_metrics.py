@@ -433,10 +433,12 @@ def _describe_stats(path: Path) -> None:
 @metrics_group.command("stats")
 @click.argument("target", type=click.Path(exists=True))
 @click.option(
+    "--classifier",
     "--c3d",
     "weights",
     type=click.Path(dir_okay=False),
-    help="Classifier weights (default: the dataset's built-in classifier).",
+    help="Classifier weights, as `ndevgan eval --classifier` (default: the dataset's built-in "
+    "classifier).",
 )
 @click.option(
     "--n",
