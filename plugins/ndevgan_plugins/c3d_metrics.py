@@ -143,19 +143,21 @@ class FrechetDistance(Metric):
     needs_real = True
     needs_features = True
     higher_is_better = False
+    figure = "fid"
+    """The figure's short name, in messages and the protocol text (``fvd`` in a subclass)."""
 
-    def __init__(self, config: FIDConfig) -> None:
+    def __init__(self, config: Any) -> None:
         self.config = config
 
     def score(self, fake: Sequence[Features], real: FeatureStats | None) -> MetricResult:
-        """FID of each loop's features against the real statistics; mean ± std over loops."""
+        """The distance of each loop's features to the real statistics; mean ± std over loops."""
         if real is None:
-            raise nd.ConfigError("metric.fid needs the statistics of real clips")
+            raise nd.ConfigError(f"metric.{self.figure} needs the statistics of real clips")
         values = []
         for f in fake:
             stats = FeatureStats.from_features(f.features)
             values.append(c3d.frechet_distance(stats.mean, stats.cov, real.mean, real.cov))
-        return _result(values, f"fid: {_loops_text(fake)} vs {real.count} real clips")
+        return _result(values, f"{self.figure}: {_loops_text(fake)} vs {real.count} real clips")
 
 
 # --------------------------------------------------------------------------------------------

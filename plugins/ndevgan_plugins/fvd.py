@@ -17,15 +17,14 @@ other lengths unless ``frames = 0``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 import ndevgan_core as nd
-from ndevgan_core import Features, FeatureStats, MetricResult, non_negative, option
+from ndevgan_core import non_negative, option
 
-from . import c3d
+from .c3d_metrics import FrechetDistance
 
 
 @attrs.frozen
@@ -39,34 +38,12 @@ class FVDConfig:
     )
 
 
-class FrechetVideoDistance(nd.Metric):
+class FrechetVideoDistance(FrechetDistance):
     """``metric.fvd``: Fréchet distance of a video network's features, generated against
-    real clips; mean ± std over loops."""
+    real clips; mean ± std over loops (``metric.fid``'s computation, on 16-frame clips)."""
 
-    needs_real = True
-    needs_features = True
-    higher_is_better = False
-
-    def __init__(self, config: FVDConfig) -> None:
-        self.config = config
-
-    def score(self, fake: Sequence[Features], real: FeatureStats | None) -> MetricResult:
-        """FVD of each loop's features against the real statistics."""
-        if real is None:
-            raise nd.ConfigError("metric.fvd needs the statistics of real clips")
-        values = []
-        for loop in fake:
-            stats = FeatureStats.from_features(loop.features)
-            values.append(c3d.frechet_distance(stats.mean, stats.cov, real.mean, real.cov))
-        array = [float(v) for v in values]
-        mean = sum(array) / len(array)
-        std = (sum((v - mean) ** 2 for v in array) / len(array)) ** 0.5
-        loops = len(fake)
-        text = (
-            f"fvd: {fake[0].count} samples x {loops} loop{'s' if loops != 1 else ''} vs "
-            f"{real.count} real clips"
-        )
-        return MetricResult(mean, std, tuple(array), text)
+    figure = "fvd"
+    config: FVDConfig
 
     def check_generator(self, generator: nd.VideoGenerator) -> None:
         """Refuse videos of another length than the protocol's (``frames = 0``: any)."""
