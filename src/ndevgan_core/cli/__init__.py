@@ -333,8 +333,10 @@ def sample(
             raise click.UsageError("--interpolate and --fps-multiplier do not combine")
         path = TrainedGenerator(loaded)
         ends = path.latents(2, seed)
-        float_videos = path.interpolate(ends[0], ends[1], interpolate, grid.times, seed=seed)
-        shown = media.to_uint8(np.ascontiguousarray(float_videos.transpose(0, 2, 1, 3, 4)))
+        frames_uint8 = path.interpolate(
+            ends[0], ends[1], interpolate, grid.times, seed=seed, dtype="uint8"
+        )  # (K, T, C, H, W); media draws (K, T, H, W, C)
+        shown = np.ascontiguousarray(frames_uint8.transpose(0, 1, 3, 4, 2))
         shown = media.mark_frames(shown, grid.times.numpy(), grid.trained)
         media.write_video(out_path, media.video_grid(shown, ncols=interpolate), fps=fps)
         strip = media.write_png(out_path.with_suffix(".png"), media.frame_strip(shown))
