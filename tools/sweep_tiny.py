@@ -73,6 +73,8 @@ VARIANTS: dict[str, list[str]] = {
     # the shipped recipe's neighbours: learning rate, widths, batch
     "demo-lr5e-4": ["backbone.tgan.lr=5e-4"],
     "demo-lr1e-3": ["backbone.tgan.lr=1e-3"],
+    "demo-lr1e-3-b16": ["backbone.tgan.lr=1e-3", "backbone.tgan.batch_size=16"],
+    "demo-lr1e-3-g32": ["backbone.tgan.lr=1e-3", "backbone.tgan.g_channels=32"],
     "demo-lr5e-4-ema": ["backbone.tgan.lr=5e-4", "run.ema=0.99"],
     "demo-lr5e-4-d32": ["backbone.tgan.lr=5e-4", "backbone.tgan.d_channels=32"],
     "demo-g32": ["backbone.tgan.g_channels=32"],
