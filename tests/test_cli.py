@@ -66,6 +66,27 @@ def test_run_sample_and_resume_through_the_cli(tmp_path):
     assert media.read_video(gif).shape[0] == 16
 
 
+def test_run_final_score_prints_is_fid_and_the_last_samples(tmp_path):
+    sets = ["run.out=" + str(tmp_path), "run.name=r", "run.iterations=2", "run.final_score=16"]
+    env = {"NDEVGAN_CACHE": str(tmp_path / "cache")}
+    out = ndevgan("run", *FAST, *[a for s in sets for a in ("--set", s)], env=env).stdout
+    lines = out.splitlines()
+    head = lines.index(
+        f"quick score at step 2 (16 videos, dataset.shapes's classifier; 2,048: ndevgan eval "
+        f"{tmp_path / 'r'}):"
+    )
+    names = [line.split()[0] for line in lines[head + 1 : head + 3]]
+    values = [float(line.split()[1]) for line in lines[head + 1 : head + 3]]
+    assert names == ["IS", "FID"] and 1 <= values[0] <= 25 and values[1] > 0
+    assert (
+        lines[head + 3] == f"samples of the last step: {tmp_path / 'r/samples/step-00000002.png'}"
+    )
+    assert len(list((tmp_path / "cache" / "fid-stats").glob("*.npz"))) == 1  # real statistics
+    off = [*sets[:2], "run.iterations=1", "run.final_score=0", "run.name=q"]  # the demo's is 512
+    plain = ndevgan("run", *FAST, *[a for s in off for a in ("--set", s)], env=env).stdout
+    assert "quick score" not in plain and "samples of the last step:" in plain
+
+
 def test_resume_rejects_plugin_changes(tmp_path):
     ndevgan(
         "run",
@@ -112,7 +133,7 @@ def test_print_config_shows_the_resolved_config_without_training(tmp_path):
     printed = tomllib.loads(proc.stdout)
     assert printed["plugins"]["temporal"] == "temporal.ode"
     assert printed["temporal"]["ode"]["order"] == 2 and printed["temporal"]["ode"]["method"]
-    assert printed["run"]["iterations"] == 1500 and printed["backbone"]["tgan"]["preset"] == "tiny"
+    assert printed["run"]["iterations"] == 1200 and printed["backbone"]["tgan"]["preset"] == "tiny"
     assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
 
 

@@ -35,6 +35,15 @@ def test_demo_command_with_no_arguments(tmp_path):
     last = media.read_png(run_dir / "samples" / f"step-{iterations:08d}.png").astype(float)
     assert abs(first - last).mean() > 10  # the samples changed visibly
     assert media.read_video(run_dir / "samples" / f"step-{iterations:08d}.mp4").shape[0] == 16
+    # the demo ends with its quick score (run.final_score) and the path of the last samples
+    lines = proc.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("quick score at step"))
+    assert f"step {iterations:,} (512 videos, dataset.shapes's classifier" in lines[head]
+    score = {line.split()[0]: float(line.split()[1]) for line in lines[head + 1 : head + 3]}
+    assert score["IS"] > 1.5 and score["FID"] < 200, score  # untrained: IS ≈ 1, FID ≈ 250
+    strip = run_dir / "samples" / f"step-{iterations:08d}.png"
+    assert lines[head + 3] == f"samples of the last step: {strip.relative_to(tmp_path)}"
+    assert not (run_dir / "eval").exists()  # the quick score writes nothing into the run
 
 
 def test_paper_size_tgan_trains_and_resumes(tmp_path):

@@ -296,3 +296,66 @@ def test_nonsaturating_loss_r1_no_norm_and_a_critic_learning_rate():
     assert metrics["d_real"] == pytest.approx(scores.mean().item(), abs=1e-5)
     assert metrics["loss_d"] > penalty.item() > 0
     assert metrics["loss_g"] > 0  # softplus(-D(fake)) is positive
+
+
+def _small_tgan(**options):
+    config = build_config(
+        TGANConfig,
+        {"preset": "tiny", "g_channels": 4, "d_channels": 4, "latent_dim": 8, **options},
+        "backbone.tgan",
+    )
+    backbone = TGANBackbone(config)
+    torch.manual_seed(0)
+    return backbone.build(
+        Conv1dTemporal(Conv1dTemporalConfig(channels=8), backbone.temporal_spec())
+    )
+
+
+def test_frame_critic_is_the_video_critic_in_two_dimensions_and_joins_both_losses():
+    gan = _small_tgan(frame_critic=3)
+    video, frame = gan.discriminators["video"], gan.discriminators["frame"]
+    # 3→4→8→16 channels by 4×4 convolutions (no bias after the first: batch norm follows),
+    # BN γ/β on the second and third, then a 4×4 score: the video critic's counts with k² not k³
+    convs = 3 * 4 * 16 + 4 + 4 * 8 * 16 + 8 * 16 * 16
+    assert nd.count_parameters(frame) == convs + 2 * (8 + 16) + 16 * 16 + 1
+    video_convs = 3 * 4 * 64 + 4 + 4 * 8 * 64 + 8 * 16 * 64  # 4×4×4 kernels
+    assert nd.count_parameters(video) == video_convs + 2 * (8 + 16) + 16 * 2 * 16 + 1
+    real = torch.rand(2, 3, 16, 32, 32) * 2 - 1
+    seen = []
+    frame.register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    opts = gan.configure_optimizers()
+    before = {k: v.clone() for k, v in frame.state_dict().items()}
+    metrics = gan.training_step(real, 1, opts, torch.Generator().manual_seed(1))
+    # critic step: 3 frames of each of 2 real and 2 fake videos; generator step: the fakes'
+    assert seen == [torch.Size([6, 3, 32, 32])] * 3
+    assert any(not torch.equal(before[k], v) for k, v in frame.state_dict().items())
+    # the WGAN critic loss sums both critics': the video critic's alone is d_fake - d_real
+    assert metrics["loss_d"] != pytest.approx(metrics["d_fake"] - metrics["d_real"])
+    assert "frame" not in _small_tgan().discriminators
+
+
+def test_generator_fakes_reuse_renders_one_batch_per_iteration():
+    counts = {}
+    for mode in ("fresh", "reuse"):
+        gan = _small_tgan(generator_fakes=mode)
+        calls = []
+        gan.generator.image.register_forward_hook(lambda m, args, out, calls=calls: calls.append(1))
+        opts = gan.configure_optimizers()
+        weights = [p.clone() for p in gan.generator.parameters()]
+        gan.training_step(torch.rand(2, 3, 16, 32, 32) * 2 - 1, 1, opts, torch.Generator())
+        assert any(not torch.equal(a, b) for a, b in zip(weights, gan.generator.parameters()))
+        counts[mode] = len(calls)
+    assert counts == {"fresh": 2, "reuse": 1}
+
+
+def test_nearest_upsampling_has_no_transposed_convolution_but_the_last():
+    gan = _small_tgan(upsample="nearest")
+    up = gan.generator.image.up
+    assert sum(isinstance(m, nn.Upsample) for m in up) == 3
+    assert [type(m) for m in up if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))] == [
+        nn.Conv2d, nn.Conv2d, nn.Conv2d, nn.ConvTranspose2d
+    ]  # fmt: skip
+    z = gan.generator.sample_z(2, torch.Generator().manual_seed(0), "cpu")
+    assert gan.generator(z).shape == (2, 3, 16, 32, 32)
+    with pytest.raises(ConfigError, match="upsample: expected one of"):
+        build_config(TGANConfig, {"upsample": "bilinear"}, "backbone.tgan")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -28,6 +29,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+REUSE = "backbone.tgan.generator_fakes=reuse"
+NEAREST = "backbone.tgan.upsample=nearest"
+TRANSPOSED = "backbone.tgan.upsample=transposed"
 ADAM = ["backbone.tgan.optimizer=adam", "backbone.tgan.beta1=0.0", "backbone.tgan.beta2=0.9"]
 HINGE_SN = [
     "backbone.tgan.loss=hinge",
@@ -47,7 +51,15 @@ NS_R1 = [
     "backbone.tgan.clip_every=0",
 ]
 
-VARIANTS: dict[str, list[str]] = {
+OLD_TINY = [
+    "backbone.tgan.lr=2e-4",
+    "backbone.tgan.upsample=transposed",
+    "backbone.tgan.generator_fakes=fresh",
+]
+"""The `tiny` recipe before this search (ndevgan 0.1): the variants measured against it
+start from it, so their rows stay what they were."""
+
+BEFORE: dict[str, list[str]] = {
     # ndevgan 0.1's tiny recipe: WGAN + singular value clipping, RMSprop 2e-4, batch 8
     "baseline": [
         "backbone.tgan.loss=wgan",
@@ -80,6 +92,53 @@ VARIANTS: dict[str, list[str]] = {
     "demo-g32": ["backbone.tgan.g_channels=32"],
     "demo-d32": ["backbone.tgan.d_channels=32"],
     "demo-b16": ["backbone.tgan.batch_size=16"],
+}
+
+VARIANTS: dict[str, list[str]] = {
+    **{name: [*OLD_TINY, *sets] for name, sets in BEFORE.items()},
+    # this search: one rendering per iteration, higher rates, a frame critic, critic norms,
+    # nearest-neighbour up-sampling (the variants without it use transposed convolutions)
+    "lr1e-3-reuse": [TRANSPOSED, "backbone.tgan.lr=1e-3", REUSE],
+    "lr2e-3-reuse": [TRANSPOSED, "backbone.tgan.lr=2e-3", REUSE],
+    "lr3e-3-reuse": [TRANSPOSED, "backbone.tgan.lr=3e-3", REUSE],
+    "lr2e-3-reuse-ema": [TRANSPOSED, "backbone.tgan.lr=2e-3", REUSE, "run.ema=0.99"],
+    "lr2e-3-reuse-frame4": [
+        TRANSPOSED,
+        "backbone.tgan.lr=2e-3",
+        REUSE,
+        "backbone.tgan.frame_critic=4",
+    ],
+    "lr2e-3-reuse-d32": [TRANSPOSED, "backbone.tgan.lr=2e-3", REUSE, "backbone.tgan.d_channels=32"],
+    "lr1e-3-reuse-frame4": [
+        TRANSPOSED,
+        "backbone.tgan.lr=1e-3",
+        REUSE,
+        "backbone.tgan.frame_critic=4",
+    ],
+    "lr1e-3-reuse-nearest": ["backbone.tgan.lr=1e-3", REUSE, NEAREST],
+    "lr1e-3-reuse-nearest-ema": ["backbone.tgan.lr=1e-3", REUSE, NEAREST, "run.ema=0.99"],
+    "lr1e-3-reuse-nonorm": [
+        TRANSPOSED,
+        "backbone.tgan.lr=1e-3",
+        REUSE,
+        "backbone.tgan.critic_norm=none",
+    ],
+    "ns-bn-adam1e-3-reuse": [
+        TRANSPOSED,
+        "backbone.tgan.loss=nonsaturating",
+        "backbone.tgan.clip_every=0",
+        "backbone.tgan.optimizer=adam",
+        "backbone.tgan.lr=1e-3",
+        REUSE,
+    ],
+    "hinge-sn-adam1e-3-reuse-ema": [
+        TRANSPOSED,
+        *HINGE_SN,
+        *ADAM,
+        "backbone.tgan.lr=1e-3",
+        REUSE,
+        "run.ema=0.99",
+    ],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the demo with the authors' choices where `tiny` keeps ndevgan's (docs/FIDELITY.md)
@@ -89,39 +148,66 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def trial(variant: str, seed: int, args: argparse.Namespace, root: Path) -> dict:
-    """Train and score one (variant, seed); returns its row."""
+def trial(variant: str, seed: int, args: argparse.Namespace, root: Path) -> list[dict]:
+    """Train and score one (variant, seed); returns its rows (one per scored checkpoint)."""
     name = f"{variant}-s{seed}"
-    sets = [*VARIANTS[variant], f"run.seed={seed}", "run.threads=1", "run.progress=false"]
-    sets += [f"run.out={root}", f"run.name={name}", "run.sample_every=100000"]
+    sets = [*VARIANTS[variant], f"run.seed={seed}", f"run.threads={args.threads}"]
+    sets += ["run.progress=false", f"run.out={root}", f"run.name={name}"]
+    sets += ["run.sample_every=100000"]
     if args.iterations:
         sets.append(f"run.iterations={args.iterations}")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NDEVGAN_CACHE": str(root / "cache")}
+    if args.every:
+        sets += [f"run.checkpoint_every={args.every}", "run.keep_checkpoints=1000"]
+    threads = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "NDEVGAN_CACHE": str(root / "cache")}
     command = [sys.executable, "-m", "ndevgan_core", "run"]
     for item in sets:
         command += ["--set", item]
+    start_wall = time.time()
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True, text=True)
     train_minutes = (time.perf_counter() - start) / 60
-    out = root / f"{name}.json"
-    score = [sys.executable, "-m", "ndevgan_core", "eval", str(root / name), "--n"]
-    score += [str(args.samples), "--no-progress", "--out", str(out)]
-    subprocess.run(score, check=True, env=env, capture_output=True, text=True)
-    results = {r["metric"]: r["mean"] for r in json.loads(out.read_text())["results"]}
-    row = {
-        "variant": variant,
-        "seed": seed,
-        "train_minutes": train_minutes,
-        "is": results["is"],
-        "fid": results["fid"],
-        "samples": args.samples,
-    }
-    print(
-        f"{variant:28s} seed {seed}  {train_minutes:5.2f} min  IS {row['is']:6.2f}  "
-        f"FID {row['fid']:7.1f}",
-        flush=True,
-    )
-    return row
+    run_dir = root / name
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*.pt"))
+    if not args.every:
+        checkpoints = checkpoints[-1:]
+    clock = {}  # step → wall minutes since the command started, from the run's own log
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        clock[record["step"]] = (record["time"] - start_wall) / 60
+    rows = []
+    for checkpoint in checkpoints:
+        step = int(checkpoint.stem.split("-")[1])
+        out = root / f"{name}-{step}.json"
+        score = [sys.executable, "-m", "ndevgan_core", "eval", str(checkpoint), "--n"]
+        score += [str(args.samples), "--no-progress", "--out", str(out)]
+        subprocess.run(score, check=True, env=env, capture_output=True, text=True)
+        results = {r["metric"]: r["mean"] for r in json.loads(out.read_text())["results"]}
+        minutes = train_minutes if checkpoint == checkpoints[-1] else clock.get(step, math.nan)
+        row = {
+            "variant": variant,
+            "seed": seed,
+            "step": step,
+            "train_minutes": minutes,
+            "is": results["is"],
+            "fid": results["fid"],
+            "samples": args.samples,
+        }
+        print(
+            f"{variant:28s} seed {seed}  step {step:6d}  {minutes:5.2f} min  "
+            f"IS {row['is']:6.2f}  FID {row['fid']:7.1f}",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def group_by_step(rows: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    """Rows grouped by (variant, step), in order of appearance and step."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["step"]):
+        groups.setdefault((r["variant"], r["step"]), []).append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (list(VARIANTS).index(kv[0][0]), kv[0][1])))
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -155,6 +241,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=0, help="0: each variant's own")
     parser.add_argument("--samples", type=int, default=512, help="videos scored per trial")
     parser.add_argument("--parallel", type=int, default=2, help="trials at a time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per trial")
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=0,
+        help="also score the checkpoint of every N steps (the IS/FID-against-minutes frontier)",
+    )
     parser.add_argument("--out", default="sweep_tiny.json", help="JSON of every row")
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
     args = parser.parse_args()
@@ -166,8 +259,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ndevgan-sweep-") as tmp:
         root = Path(tmp)
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-            rows = list(pool.map(lambda job: trial(*job, args, root), jobs))
-    table = summary(rows)
+            rows = [
+                row for rows in pool.map(lambda job: trial(*job, args, root), jobs) for row in rows
+            ]
+    last_step = {}
+    for r in rows:
+        key = (r["variant"], r["seed"])
+        last_step[key] = max(last_step.get(key, 0), r["step"])
+    table = summary([r for r in rows if r["step"] == last_step[(r["variant"], r["seed"])]])
+    if args.every:
+        print("\n| variant | step | minutes | IS | FID |  (mean over seeds)")
+        print("|---|---:|---:|---:|---:|")
+        for (variant, step), mine in group_by_step(rows).items():
+            print(
+                f"| {variant} | {step:,} | {statistics.mean(r['train_minutes'] for r in mine):.1f}"
+                f" | {statistics.mean(r['is'] for r in mine):.2f}"
+                f" | {statistics.mean(r['fid'] for r in mine):.1f} |"
+            )
     print("\n| variant | seeds | train min | IS | FID | worst IS | worst FID |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in table:

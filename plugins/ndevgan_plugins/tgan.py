@@ -5,7 +5,8 @@ protocol as the paper's code (docs/FIDELITY.md): the temporal generator G0 turns
 z ~ U(-1, 1)^100 into 16 frame latents with 1-D transposed convolutions; the image generator
 G1 renders each frame from (z, z_t); a 3-D convolutional critic scores videos; WGAN loss with
 singular value clipping every 5 iterations; RMSprop at 5e-5; batch 32. The ``tiny`` preset
-(32×32, narrower) trains on a CPU in minutes.
+(32×32, narrower; RMSprop at 1e-3, nearest-neighbour up-sampling, one rendering per iteration:
+docs/TINY_RECIPE.md) trains on a CPU in minutes.
 """
 
 from __future__ import annotations
@@ -119,17 +120,20 @@ class TGANConfig:
             "g_channels": 16,
             "d_channels": 16,
             "batch_size": 8,
-            "lr": 2e-4,
+            "lr": 1e-3,
             "init": "torch_default",
             "critic_bias": False,
             "gamma_clip": "symmetric",
+            "upsample": "nearest",
+            "generator_fakes": "reuse",
         },
     }
 
     preset: str = option(
         "paper",
         "paper (64×64, batch 32; also gives the temporal plugin the authors' values of its unset "
-        "options) or tiny (32×32, narrow, batch 8; the plugin's own lighter defaults)",
+        "options) or tiny (32×32, narrow, batch 8, the recipe of docs/TINY_RECIPE.md; the "
+        "plugin's own lighter defaults)",
         one_of("paper", "tiny"),
     )
     size: int = option(64, "frame height and width in pixels", power_of_two)
@@ -193,6 +197,24 @@ class TGANConfig:
         "learning rate of the critic (0: the same as lr; the paper uses one rate)",
         non_negative,
     )
+    upsample: str = option(
+        "transposed",
+        "image G up-sampling: transposed (4×4 stride-2 transposed convolutions, the paper) or "
+        "nearest (nearest-neighbour ×2 then a 3×3 convolution: no checkerboard pattern)",
+        one_of("transposed", "nearest"),
+    )
+    frame_critic: int = option(
+        0,
+        "frames of each video also scored by a 2-D frame critic (MoCoGAN's image "
+        "discriminator, same loss and normalisation as the video critic; 0: none, the paper)",
+        non_negative,
+    )
+    generator_fakes: str = option(
+        "fresh",
+        "videos the generator step scores: fresh (new latents, the paper's code) or reuse "
+        "(the critic step's videos, so each iteration renders one batch instead of two)",
+        one_of("fresh", "reuse"),
+    )
 
     def __attrs_post_init__(self) -> None:
         for name in ("beta1", "beta2"):
@@ -231,17 +253,17 @@ class ImageGenerator(nd.ImageGenerator):
         layers: list[nn.Module] = []
         c = top
         for _ in range(levels):
-            layers += [
-                nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c // 2),
-                nn.ReLU(inplace=True),
-            ]
+            if config.upsample == "nearest":
+                layers += [nn.Upsample(scale_factor=2), nn.Conv2d(c, c // 2, 3, 1, 1, bias=False)]
+            else:
+                layers.append(nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False))
+            layers += [nn.BatchNorm2d(c // 2), nn.ReLU(inplace=True)]
             c //= 2
         layers += [nn.ConvTranspose2d(c, 3, 3, 1, 1), nn.Tanh()]
         self.up = nn.Sequential(*layers)
         if config.init == "published":
             for layer in self.modules():
-                if isinstance(layer, (nn.Linear, nn.ConvTranspose2d)):
+                if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
                     nn.init.uniform_(layer.weight, -0.01, 0.01)
 
     def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -250,7 +272,8 @@ class ImageGenerator(nd.ImageGenerator):
         slow = self.fc_slow(z).view(b, 1, self.top // 2, 4, 4).expand(b, t, -1, -1, -1)
         fast = self.fc_fast(latents.reshape(b * t, -1)).view(b, t, self.top // 2, 4, 4)
         h = torch.cat([slow, fast], dim=2).reshape(b * t, self.top, 4, 4)
-        frames = self.up(h)
+        # channels-last activations: the convolutions run about a quarter faster on a CPU
+        frames = self.up(h.contiguous(memory_format=torch.channels_last)).contiguous()
         return frames.view(b, t, *frames.shape[1:])
 
 
@@ -258,36 +281,39 @@ class Critic(nn.Module):
     """The 3-D convolutional critic: Conv3d k4 s2 p1 layers (BN after all but the first,
     LeakyReLU 0.2) down to 4×4 pixels, then one convolution over the remaining extent to a
     score. At 16×64×64 that is 3→64→128→256→512, 512×1×4×4, and a 4×4 kernel (the paper's
-    Conv2d(512, 1, 4)). Works for any batch size."""
+    Conv2d(512, 1, 4)). Works for any batch size. ``frames = 0`` makes it the 2-D frame
+    critic: the same layers as Conv2d on single frames (B, 3, H, W)."""
 
-    def __init__(self, config: TGANConfig) -> None:
+    def __init__(self, config: TGANConfig, frames: int | None = None) -> None:
         super().__init__()
+        frames = config.frames if frames is None else frames
+        conv: type[nn.Module] = nn.Conv3d if frames else nn.Conv2d
+        norm: type[nn.Module] = nn.BatchNorm3d if frames else nn.BatchNorm2d
         layers: list[nn.Module] = []
         c_in, c = 3, config.d_channels
         n = int(math.log2(config.size // 4))
         spectral = config.critic_norm == "spectral"
         batchnorm = config.critic_norm == "batchnorm"
         for i in range(n):
-            layers.append(
-                nn.Conv3d(c_in, c, 4, 2, 1, bias=i == 0 or config.critic_bias or not batchnorm)
-            )
+            bias = i == 0 or config.critic_bias or not batchnorm
+            layers.append(conv(c_in, c, 4, 2, 1, bias=bias))
             if i > 0 and batchnorm:
-                layers.append(nn.BatchNorm3d(c))
+                layers.append(norm(c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
         self.features = nn.Sequential(*layers)
-        self.score = nn.Conv3d(c_in, 1, (config.frames // 2**n, 4, 4))
+        self.score = conv(c_in, 1, (frames // 2**n, 4, 4) if frames else 4)
         if config.init == "published":
             for layer in self.modules():
-                if isinstance(layer, nn.Conv3d):
+                if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
                     nn.init.xavier_normal_(layer.weight, gain=math.sqrt(2))
         if spectral:
             for layer in [*self.features, self.score]:
-                if isinstance(layer, nn.Conv3d):
+                if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
                     nn.utils.parametrizations.spectral_norm(layer)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """video (B, 3, T, H, W) → scores (B,)."""
+        """video (B, 3, T, H, W) (or frames (B, 3, H, W)) → scores (B,)."""
         return self.score(self.features(video)).flatten()
 
 
@@ -300,7 +326,10 @@ class TGAN(nd.VideoGAN):
         self.generator = nd.VideoGenerator(
             temporal, ImageGenerator(config), (config.latent_dim,), "uniform"
         )
-        self.discriminators = nn.ModuleDict({"video": Critic(config)})
+        critics = {"video": Critic(config)}
+        if config.frame_critic:
+            critics["frame"] = Critic(config, frames=0)
+        self.discriminators = nn.ModuleDict(critics)
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """RMSprop (the paper) or Adam for the generator and the critic."""
@@ -323,50 +352,75 @@ class TGAN(nd.VideoGAN):
         optimizers: dict[str, torch.optim.Optimizer],
         rng: torch.Generator,
     ) -> dict[str, float]:
-        """One critic step, one generator step with fresh fakes, then (every ``clip_every``
-        iterations, from iteration 0 on, as the paper's code) singular value clipping."""
-        g, d = self.generator, self.discriminators["video"]
+        """One critic step, one generator step (fresh fakes, as the paper's code, or the critic
+        step's), then (every ``clip_every`` iterations, from iteration 0 on, as the paper's
+        code) singular value clipping of the critics."""
+        g = self.generator
         b = real.shape[0]
         c = self.config
-        with torch.no_grad():
+        reuse = c.generator_fakes == "reuse"
+        with torch.set_grad_enabled(reuse):
             fake = g(g.sample_z(b, rng, real.device), generator=rng)
         if c.r1:
             real = real.detach().requires_grad_(True)
-        scores_real, scores_fake = d(real), d(fake)
-        d_real, d_fake = scores_real.mean(), scores_fake.mean()
-        if c.loss == "hinge":
-            loss_d = F.relu(1 - scores_real).mean() + F.relu(1 + scores_fake).mean()
-        elif c.loss == "nonsaturating":
-            loss_d = F.softplus(-scores_real).mean() + F.softplus(scores_fake).mean()
-        else:
-            loss_d = wgan_discriminator_loss(d_real, d_fake)
+        picks = None
+        if c.frame_critic:
+            picks = torch.randperm(real.shape[2], generator=rng)[: c.frame_critic]
+        scores_real, scores_fake = self._score(real, picks), self._score(fake.detach(), picks)
+        loss_d = sum(
+            (self._critic_loss(r, f) for r, f in zip(scores_real, scores_fake, strict=True)),
+            start=torch.zeros((), device=real.device),
+        )
         if c.r1:
-            loss_d = loss_d + r1_penalty([scores_real], [real], c.r1, "mean")
+            for scores in scores_real:
+                loss_d = loss_d + r1_penalty([scores], [real], c.r1, "mean")
         optimizers["discriminator"].zero_grad(set_to_none=True)
         loss_d.backward()
         optimizers["discriminator"].step()
 
-        d.requires_grad_(False)
+        self.discriminators.requires_grad_(False)
         try:
-            scores = d(g(g.sample_z(b, rng, real.device), generator=rng))
-            if c.loss == "nonsaturating":
-                loss_g = F.softplus(-scores).mean()
-            else:
-                loss_g = wgan_generator_loss(scores)
+            if not reuse:
+                fake = g(g.sample_z(b, rng, real.device), generator=rng)
+            loss_g = sum(
+                (self._generator_loss(scores) for scores in self._score(fake, picks)),
+                start=torch.zeros((), device=real.device),
+            )
             optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             optimizers["generator"].step()
         finally:
-            d.requires_grad_(True)
+            self.discriminators.requires_grad_(True)
         if c.clip_every and step % c.clip_every == 0:
             floor = 0.01 if c.gamma_clip == "published" else None
-            singular_value_clip(d, gamma_floor=floor)
+            singular_value_clip(self.discriminators, gamma_floor=floor)
         return {
             "loss_d": loss_d.item(),
             "loss_g": loss_g.item(),
-            "d_real": d_real.item(),
-            "d_fake": d_fake.item(),
+            "d_real": scores_real[0].mean().item(),
+            "d_fake": scores_fake[0].mean().item(),
         }
+
+    def _score(self, video: torch.Tensor, picks: torch.Tensor | None) -> list[torch.Tensor]:
+        """Scores of every critic: the video critic's, then the frame critic's of the
+        ``picks`` frames of each video."""
+        scores = [self.discriminators["video"](video)]
+        if picks is not None:
+            frames = video[:, :, picks.to(video.device)].transpose(1, 2)
+            scores.append(self.discriminators["frame"](frames.flatten(0, 1)))
+        return scores
+
+    def _critic_loss(self, scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "hinge":
+            return F.relu(1 - scores_real).mean() + F.relu(1 + scores_fake).mean()
+        if self.config.loss == "nonsaturating":
+            return F.softplus(-scores_real).mean() + F.softplus(scores_fake).mean()
+        return wgan_discriminator_loss(scores_real.mean(), scores_fake.mean())
+
+    def _generator_loss(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "nonsaturating":
+            return F.softplus(-scores).mean()
+        return wgan_generator_loss(scores)
 
 
 class TGANBackbone(nd.Backbone):

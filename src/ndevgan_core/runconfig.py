@@ -80,6 +80,13 @@ class RunConfig:
         "grids, scoring and export then use (0: none, as the paper; e.g. 0.99)",
         non_negative,
     )
+    final_score: int = option(
+        0,
+        "after training, score the final generator on N videos with IS and FID (the "
+        "dataset's own classifier) and print both: a quick check, not the paper's 2,048 "
+        "(0: none)",
+        non_negative,
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.ema < 1:

@@ -229,8 +229,19 @@ def run(
         click.echo(dump_toml(config.to_dict()), nl=False)
         return
     run_dir = train(config, registry, resume=resume, force=force)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
-        click.echo(f"run directory: {run_dir}")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        return
+    click.echo(f"run directory: {run_dir}")
+    if config.run.final_score:
+        from ndevgan_core.evaluation.command import quick_score
+
+        for line in quick_score(
+            run_dir, config.run.final_score, config.run.device, config.run.progress
+        ):
+            click.echo(line)
+    strips = sorted((run_dir / "samples").glob("step-*.png"))
+    if strips:
+        click.echo(f"samples of the last step: {strips[-1]}")
 
 
 @cli.command()

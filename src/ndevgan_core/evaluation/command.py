@@ -271,6 +271,39 @@ def eval_command(
     click.echo(f"wrote {out_path} and {strip} (the first scored videos)")
 
 
+def quick_score(run_dir: Path, samples: int, device: str, progress: bool) -> list[str]:
+    """``run.final_score``: IS and FID of a finished run's generator on ``samples`` videos
+    with its dataset's built-in classifier, as the lines ``ndevgan run`` prints last (a
+    quick check: the figures people quote come from ``ndevgan eval`` on 2,048)."""
+    from ndevgan_core.devices import resolve_device
+    from ndevgan_core.training.api import load_generator
+
+    registry = default_registry()
+    torch_device = resolve_device(device, "run.device")
+    loaded = load_generator(str(run_dir), registry, device=torch_device)
+    dataset, name, _ = load_dataset_of(loaded.config, registry)
+    if dataset.reference_classifier() is None:
+        return [
+            f"no quick score: {name} has no built-in classifier (score with `ndevgan eval "
+            f"{run_dir} --classifier WEIGHTS`)"
+        ]
+    results = evaluate(
+        loaded.generator,
+        ("metric.is", "metric.fid"),
+        dataset=dataset,
+        samples=samples,
+        device=torch_device,
+        progress=progress,
+        registry=registry,
+    )
+    lines = [
+        f"quick score at step {loaded.step:,} ({samples:,} videos, {name}'s classifier; "
+        f"2,048: ndevgan eval {run_dir}):"
+    ]
+    lines += [result_line(key, result, 3) for key, result in results.items()]
+    return lines
+
+
 def result_line(name: str, result: MetricResult, width: int = 0) -> str:
     """One line of ``ndevgan eval``'s table: ``IS  12.3456 ± 0.1234  protocol``.
 
