@@ -274,14 +274,17 @@ def test_two_processes_match_one_process_and_checkpoint_works_in_one(tmp_path):
     samples = sorted(p.name for p in (two / "samples").iterdir())
     assert samples == [f"step-0000000{s}.{e}" for s in (0, 2) for e in ("mp4", "png")]
     # Same data rows, same latents, batch norm over both ranks, averaged gradients: the loss
-    # curve is the single-process one up to float32 summation order. One RMSprop step turns
-    # such 1e-7 differences into up to ~1e-5 (it is sign-like for tiny gradients); measured
-    # <= 2e-6 after one update, and 0.19 at step 1 when batch norm is not synchronised.
+    # curve is the single-process one up to float32 summation order. RMSprop's first step moves
+    # every weight by ±10·lr whatever the size of its gradient, so a gradient whose sign is
+    # decided by rounding moves 20·lr apart between the runs: the critic's next score of real
+    # videos still agrees to 1e-6, the generator's videos (d_fake, loss_g) to ~5e-4 at the tiny
+    # recipe's lr of 1e-3 (measured: 1.5e-4 to 1.1e-3; 2e-6 at lr 2e-4 with transposed
+    # convolutions) — against 0.19 at step 1 when batch norm is not synchronised.
     for key in ("loss_d", "d_real", "d_fake", "loss_g"):
         assert two_log[0][key] == pytest.approx(one_log[0][key], rel=1e-4, abs=1e-5), key
-    for key in ("loss_d", "d_real", "d_fake"):
-        assert two_log[1][key] == pytest.approx(one_log[1][key], rel=1e-4, abs=1e-5), key
-    assert two_log[1]["loss_g"] == pytest.approx(one_log[1]["loss_g"], rel=1e-3)
+    assert two_log[1]["d_real"] == pytest.approx(one_log[1]["d_real"], rel=1e-5), "d_real"
+    for key in ("loss_d", "d_fake", "loss_g"):
+        assert two_log[1][key] == pytest.approx(one_log[1][key], rel=5e-3), key
 
     state = load_checkpoint(two)
     assert state["step"] == 2

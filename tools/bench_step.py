@@ -7,6 +7,8 @@ the ODE's own cost is not diluted by the image generator and the critic.
 
     python tools/bench_step.py                      # tiny and paper presets, batch 8
     python tools/bench_step.py --preset paper --batch 32 --blocks 5 --device cuda
+
+With the tiny preset it also times the `tiny` recipe's choices side by side (RECIPES).
 """
 
 from __future__ import annotations
@@ -23,10 +25,27 @@ from ndevgan_core.runconfig import assemble, resolve
 TEMPORALS = ("temporal.conv1d", "temporal.ode")
 
 
-def build(registry: Registry, preset: str, batch: int, temporal: str, device: str):
+RECIPES = {
+    "0.1 (transposed, fresh)": {"upsample": "transposed", "generator_fakes": "fresh"},
+    "nearest, fresh": {"upsample": "nearest", "generator_fakes": "fresh"},
+    "nearest, reuse (tiny)": {"upsample": "nearest", "generator_fakes": "reuse"},
+    "transposed, reuse": {"upsample": "transposed", "generator_fakes": "reuse"},
+}
+"""The `tiny` recipe's two costs, side by side: G1's up-sampling and how many batches of videos
+an iteration renders (docs/TINY_RECIPE.md)."""
+
+
+def build(
+    registry: Registry,
+    preset: str,
+    batch: int,
+    temporal: str,
+    device: str,
+    options: dict | None = None,
+):
     raw = {
         "plugins": {"backbone": "backbone.tgan", "temporal": temporal},
-        "backbone": {"tgan": {"preset": preset, "batch_size": batch}},
+        "backbone": {"tgan": {"preset": preset, "batch_size": batch, **(options or {})}},
     }
     config = resolve(raw, registry)
     torch.manual_seed(0)
@@ -99,6 +118,29 @@ def main() -> None:
         for what, table in (("training step", step_times), ("temporal G fwd+bwd", temporal_times)):
             a, b = (statistics.median(table[t]) * 1e3 for t in TEMPORALS)
             print(f"{preset:<7} {what:<20} {a:>10.2f} {b:>10.2f} {b / a:>10.3f}×")
+    if "tiny" in (args.preset or ["tiny"]):
+        recipe_table(registry, args)
+
+
+def recipe_table(registry: Registry, args: argparse.Namespace) -> None:
+    """TGAN-ODE `tiny` steps under each of :data:`RECIPES`, timed in alternating blocks."""
+    variants = {
+        name: build(registry, "tiny", args.batch, "temporal.ode", args.device, options)
+        for name, options in RECIPES.items()
+    }
+    real = torch.rand(args.batch, 3, 16, 32, 32, device=args.device) * 2 - 1
+    for gan, opts in variants.values():
+        time_steps(gan, opts, real, 2, 0, args.device)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for block in range(args.blocks):
+        for name, (gan, opts) in variants.items():
+            start = 2 + block * args.steps
+            times[name].append(time_steps(gan, opts, real, args.steps, start, args.device))
+    base = statistics.median(times[next(iter(RECIPES))])
+    print(f"\n{'tiny TGAN-ODE step':<26} {'ms':>8} {'ratio':>7}")
+    for name, values in times.items():
+        ms = statistics.median(values)
+        print(f"{name:<26} {ms * 1e3:>8.1f} {ms / base:>6.2f}×")
 
 
 if __name__ == "__main__":
