@@ -147,7 +147,7 @@ def test_resume_refuses_a_changed_seed_unless_forced(trained, tmp_path):
         check=False,
     )  # fmt: skip
     _fails_cleanly(proc, "--set run.seed: would not continue the run exactly", "--force")
-    proc = ndevgan("run", "--resume", str(run_dir), "--set", "backbone.tgan.lr=1e-3", check=False)
+    proc = ndevgan("run", "--resume", str(run_dir), "--set", "backbone.tgan.lr=5e-4", check=False)
     _fails_cleanly(proc, "--set backbone.tgan.lr: would not continue the run exactly")
     ndevgan(
         "run", "--resume", str(run_dir), "--set", "run.seed=7", "--set", "run.iterations=8",
@@ -159,7 +159,7 @@ def test_resume_refuses_a_changed_seed_unless_forced(trained, tmp_path):
 def test_resume_in_process_names_every_changed_option(trained, tmp_path, registry):
     run_dir = _copy(trained, tmp_path)
     raw = fast_raw(iterations=8, seed=3)
-    raw["backbone"]["tgan"]["lr"] = 1e-3
+    raw["backbone"]["tgan"]["lr"] = 5e-4  # the tiny preset has 1e-3
     with pytest.raises(Exception, match=r"backbone\.tgan\.lr, run\.seed"):
         Trainer(resolve(raw, registry), registry, resume=run_dir)
 
