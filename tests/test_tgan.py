@@ -332,6 +332,8 @@ def test_frame_critic_is_the_video_critic_in_two_dimensions_and_joins_both_losse
     # the WGAN critic loss sums both critics': the video critic's alone is d_fake - d_real
     assert metrics["loss_d"] != pytest.approx(metrics["d_fake"] - metrics["d_real"])
     assert "frame" not in _small_tgan().discriminators
+    with pytest.raises(ConfigError, match="frame_critic: expected at most the 16 frames"):
+        build_config(TGANConfig, {"frame_critic": 17}, "backbone.tgan")
 
 
 def test_generator_fakes_reuse_renders_one_batch_per_iteration():

@@ -228,6 +228,11 @@ class TGANConfig:
                 f"frames: the critic halves time {layers} times at size {self.size}, so it "
                 f"needs at least {2**layers} frames; got {self.frames}"
             )
+        if self.frame_critic > self.frames:
+            raise ConfigError(
+                f"frame_critic: expected at most the {self.frames} frames of a video, got "
+                f"{self.frame_critic}"
+            )
 
 
 class ImageGenerator(nd.ImageGenerator):
