@@ -208,12 +208,9 @@ def test_paper_grids_plan_the_papers_runs(registry):
     assert by_id["tgan-sde-s0"].components["temporal.sde"].dt == 0.025
     assert by_id["tganv2-ode-o1-s0"].components["dataset.ucf101"].path == "ucf101-192.lmdb"
     tiny = study.plan_runs(study.load_grid(EXAMPLES / "tiny.toml"), registry)
-    assert [p.run_id for p in tiny] == [
-        "tgan-conv1d-s0",
-        "tgan-ode-o1-single-s0",
-        "tgan-ode-o2-single-s0",
-        "tgan-sde-single-s0",
-    ]
+    configurations = ["tgan-conv1d"] + [f"tgan-ode-o{k}-single" for k in (1, 2, 3)]
+    configurations.append("tgan-sde-single")
+    assert [p.run_id for p in tiny] == [f"{c}-s{s}" for c in configurations for s in (0, 1, 2)]
 
 
 # ------------------------------------------------------------------------------------------
@@ -408,6 +405,63 @@ def test_study_torchrun_launcher_trains_with_two_processes(tmp_path, classifier)
     with (out / "results.csv").open() as fh:
         rows = {r["run"]: r["status"] for r in csv.DictReader(fh)}
     assert rows == {SMALL_RUNS[0]: "pending", SMALL_RUNS[1]: "done"}
+
+
+def test_study_jobs_trains_runs_in_subprocesses_and_reports_across_seeds(tmp_path, classifier):
+    text = SMALL_GRID.format(classifier=classifier) + "seeds = [0, 1]\n"
+    grid = write_grid(tmp_path / "small.toml", text)
+    out = tmp_path / "out"
+    runs = out / "runs"
+    ids = ["tgan-conv1d-s0", "tgan-conv1d-s1", "tgan-ode-o1-single-s0", "tgan-ode-o1-single-s1"]
+
+    # Ctrl-C (a real SIGINT, inside that run's subprocess) at step 6 of one run: the others
+    # finish and are scored, the study says which run stopped and exits 130
+    site = make_fake_distribution(
+        tmp_path / "site", "ndevgan-ctrl-c", "ndevgan_ctrl_c",
+        CTRL_C_PLUGIN.format(run_id=ids[2], step=6), entry_point="ctrl-c",
+    )  # fmt: skip
+    first = study_cli(str(grid), "--out", str(out), "--jobs", "2", env={"PYTHONPATH": str(site)})
+    assert first.returncode == 130, first.stdout + first.stderr
+    assert f"{ids[2]}: interrupted at step 6 of 8" in first.stdout
+    assert f"{ids[0]}: training 8 steps (output: {runs / ids[0] / 'train.log'})" in first.stdout
+    for run_id in ids:
+        log = (runs / run_id / "train.log").read_text()
+        assert "Traceback" not in log and "\r" not in log  # no progress bars in the file
+        assert ((runs / run_id / "final.json").is_file()) == (run_id != ids[2]), run_id
+    assert [p.name for p in list_checkpoints(runs / ids[2])][-1] == "step-00000006.pt"
+
+    second = study_cli(str(grid), "--out", str(out), "--jobs", "2")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"{ids[2]}: resuming from step 6 of 8" in second.stdout
+    assert sum("finished earlier, skipped" in line for line in second.stdout.splitlines()) == 3
+
+    # across seeds: the mean and sample std of the two seeds' final figures, per configuration
+    finals = {r: json.loads((runs / r / "final.json").read_text())["metrics"] for r in ids}
+    with (out / "results_by_configuration.csv").open() as fh:
+        summary = {row["configuration"]: row for row in csv.DictReader(fh)}
+    assert list(summary) == ["tgan-conv1d", "tgan-ode-o1-single"]
+    for configuration, pair in (("tgan-conv1d", ids[:2]), ("tgan-ode-o1-single", ids[2:])):
+        row = summary[configuration]
+        assert row["seeds"] == "2"
+        for metric in ("is", "fid"):
+            values = [finals[r][metric]["mean"] for r in pair]
+            mean, std = sum(values) / 2, abs(values[0] - values[1]) / math.sqrt(2)
+            assert float(row[f"{metric}_mean"]) == pytest.approx(mean, rel=1e-5)
+            assert float(row[f"{metric}_std"]) == pytest.approx(std, rel=1e-5, abs=1e-9)
+    table = (out / "results.md").read_text()
+    assert "Across seeds" in table and "| `tgan-ode-o1-single` | 2 |" in table
+    for name in ("is_over_training.png", "final_metrics.png"):
+        image = media.read_png(out / name)
+        assert image.std() > 5, name
+
+
+def test_jobs_is_for_the_local_launcher(tmp_path, classifier):
+    grid = write_grid(tmp_path / "small.toml", SMALL_GRID.format(classifier=classifier))
+    result = study_cli(str(grid), "--out", str(tmp_path / "o"), "--jobs", "2", "--launcher",
+                       "torchrun", "--dry-run")  # fmt: skip
+    assert result.returncode != 0
+    assert "--jobs" in result.stderr and "local launcher" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_figures_of_one_batch_show_no_spread():

@@ -139,6 +139,18 @@ VARIANTS: dict[str, list[str]] = {
         REUSE,
         "run.ema=0.99",
     ],
+    # session 9: on the shipped recipe (nearest, reuse, lr 1e-3): a wider critic or image G,
+    # and the textbook losses with nearest up-sampling
+    "d32": ["backbone.tgan.d_channels=32"],
+    "g32-d32": ["backbone.tgan.g_channels=32", "backbone.tgan.d_channels=32"],
+    "ns-bn-adam-nearest": [
+        "backbone.tgan.loss=nonsaturating",
+        "backbone.tgan.clip_every=0",
+        *ADAM_DCGAN,
+        "backbone.tgan.lr=2e-4",
+    ],
+    "hinge-sn-adam-nearest-ema": [*HINGE_SN, *ADAM, "backbone.tgan.lr=2e-4", "run.ema=0.99"],
+    "d32-frame4": ["backbone.tgan.d_channels=32", "backbone.tgan.frame_critic=4"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the 0.1 demo, and it with the authors' choices where `tiny` keeps ndevgan's (measured
@@ -256,6 +268,12 @@ def main() -> None:
     )
     parser.add_argument("--out", default="sweep_tiny.json", help="JSON of every row")
     parser.add_argument("--list", action="store_true", help="print the variants and exit")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="train the runs in DIR and keep them (default: a temporary "
+        "directory, removed at the end)",
+    )
     args = parser.parse_args()
     if args.list:
         for name, sets in VARIANTS.items():
@@ -263,7 +281,8 @@ def main() -> None:
         return
     jobs = [(v, s) for v in args.variants for s in args.seeds]
     with tempfile.TemporaryDirectory(prefix="ndevgan-sweep-") as tmp:
-        root = Path(tmp)
+        root = Path(args.keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             rows = [
                 row for rows in pool.map(lambda job: trial(*job, args, root), jobs) for row in rows

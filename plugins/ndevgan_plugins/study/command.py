@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,17 @@ from .grid import (
     Grid,
     load_grid,
 )
-from .launch import _read_json, inspect_run, torchrun_command, train_local, train_torchrun
+from .launch import (
+    TRAIN_LOG,
+    RunState,
+    _read_json,
+    inspect_run,
+    subprocess_command,
+    torchrun_command,
+    train_local,
+    train_subprocess,
+    train_torchrun,
+)
 from .plan import PlannedRun, plan_runs, select_runs
 from .report import _pm, write_report
 from .scoring import final_evaluation
@@ -80,112 +93,200 @@ def run_study(
     overrides: Sequence[str] = (),
     launcher: str = "local",
     nproc_per_node: int = 1,
+    jobs: int = 1,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
 ) -> StudyOutcome:
     """Plan the grid, train and score every selected run that is not finished, then report.
 
-    Stops after a run that was interrupted (Ctrl-C: the trainer checkpoints first); calling
-    it again resumes that run and skips the finished ones.
+    ``jobs`` > 1 (local launcher only) trains that many runs at a time, each in a subprocess
+    of its own with its output in ``train.log`` of its directory; the final figures of each
+    are computed here as soon as it finishes, one run at a time. Stops after a run that was
+    interrupted (Ctrl-C: the trainer checkpoints first); calling it again resumes that run
+    and skips the finished ones.
     """
     registry = registry or default_registry()
     if launcher not in ("local", "torchrun"):
         raise ConfigError(f"--launcher: expected local or torchrun, got {launcher!r}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected a whole number >= 1, got {jobs}")
+    if jobs > 1 and launcher != "local":
+        raise ConfigError(
+            "--jobs: runs at a time are for the local launcher; torchrun runs one study run "
+            "at a time on --nproc-per-node processes"
+        )
     plans = plan_runs(grid, registry, overrides)
     selected = select_runs(plans, only)
+    study = _Study(grid, out, registry, plans, selected, launcher, nproc_per_node, jobs, echo)
     if dry_run:
-        return _run_study(
-            grid, out, registry, plans, selected, launcher, nproc_per_node, True, echo
-        )
+        return study.run(dry_run=True)
     with DirectoryLock(out, "study directory"):  # one study process per directory
-        return _run_study(
-            grid, out, registry, plans, selected, launcher, nproc_per_node, False, echo
-        )
+        return study.run(dry_run=False)
 
 
-def _run_study(
-    grid: Grid,
-    out: Path,
-    registry: Registry,
-    plans: Sequence[PlannedRun],
-    selected: Sequence[PlannedRun],
-    launcher: str,
-    nproc_per_node: int,
-    dry_run: bool,
-    echo: Callable[[str], None],
-) -> StudyOutcome:
-    t0 = time.perf_counter()
-    width = len(str(len(selected)))
-    finished: list[str] = []
-    interrupted = None
-    for index, plan in enumerate(selected, 1):
-        run_dir = out / RUNS_DIR / plan.run_id
-        state = inspect_run(plan, run_dir, grid.protocol, registry)
-        prefix = f"[{index:>{width}}/{len(selected)}] {plan.run_id}:"
-        iterations = plan.config.run.iterations
-        if dry_run:
-            what = {
-                "done": "finished — would skip",
-                "evaluate": f"trained to step {state.step:,} — would compute the final figures",
-                "resume": f"would resume from step {state.step:,} of {iterations:,}",
-                "new": f"would train {iterations:,} steps",
-            }[state.status]
-            echo(
-                f"{prefix} {what}; G_t {plan.params_temporal:,} / G {plan.params_generator:,} "
-                "parameters"
+@attrs.define
+class _Study:
+    grid: Grid
+    out: Path
+    registry: Registry
+    plans: Sequence[PlannedRun]
+    selected: Sequence[PlannedRun]
+    launcher: str
+    nproc_per_node: int
+    jobs: int
+    echo: Callable[[str], None]
+    finished: list[str] = attrs.field(factory=list)
+    interrupted: str | None = None
+    _stop: threading.Event = attrs.field(factory=threading.Event)
+
+    def prefix(self, index: int, plan: PlannedRun) -> str:
+        width = len(str(len(self.selected)))
+        return f"[{index:>{width}}/{len(self.selected)}] {plan.run_id}:"
+
+    def run(self, dry_run: bool) -> StudyOutcome:
+        t0 = time.perf_counter()
+        training: list[tuple[int, PlannedRun, RunState]] = []
+        for index, plan in enumerate(self.selected, 1):
+            run_dir = self.out / RUNS_DIR / plan.run_id
+            state = inspect_run(plan, run_dir, self.grid.protocol, self.registry)
+            if dry_run:
+                self.describe(index, plan, run_dir, state)
+            elif state.status == "done":
+                echo_line = f"finished earlier, skipped — {_summary(state.final)}"
+                self.echo(f"{self.prefix(index, plan)} {echo_line}")
+                self.finished.append(plan.run_id)
+            elif state.status == "evaluate" or self.jobs == 1:
+                if not self.train_here(index, plan, run_dir, state):
+                    break
+            else:
+                training.append((index, plan, state))
+        if training and self.interrupted is None:
+            self.train_in_parallel(training)
+        report: dict[str, Path] = {}
+        if not dry_run:
+            report = write_report(
+                self.out, self.grid, self.plans, wall_seconds=time.perf_counter() - t0
             )
-            if launcher == "torchrun" and state.status in ("new", "resume"):
-                command = torchrun_command(plan, run_dir, state.status == "resume", nproc_per_node)
-                echo("    " + shlex.join(command))
-            continue
-        if state.status == "done":
-            echo(f"{prefix} finished earlier, skipped — {_summary(state.final)}")
-            finished.append(plan.run_id)
-            continue
+        return StudyOutcome(tuple(self.plans), tuple(self.finished), self.interrupted, report)
+
+    def describe(self, index: int, plan: PlannedRun, run_dir: Path, state: RunState) -> None:
+        iterations = plan.config.run.iterations
+        what = {
+            "done": "finished — would skip",
+            "evaluate": f"trained to step {state.step:,} — would compute the final figures",
+            "resume": f"would resume from step {state.step:,} of {iterations:,}",
+            "new": f"would train {iterations:,} steps",
+        }[state.status]
+        self.echo(
+            f"{self.prefix(index, plan)} {what}; G_t {plan.params_temporal:,} / G "
+            f"{plan.params_generator:,} parameters"
+        )
         if state.status in ("new", "resume"):
             resume = state.status == "resume"
-            if resume:
-                echo(f"{prefix} resuming from step {state.step:,} of {iterations:,}")
-            else:
-                echo(f"{prefix} training {iterations:,} steps")
-                _clean_new_run(run_dir)
-                write_text_atomic(run_dir / "config.toml", dump_toml(plan.config.to_dict()))
-            started = time.perf_counter()
-            try:
-                if launcher == "local":
-                    step = train_local(plan, run_dir, resume, registry)
-                else:
-                    step = train_torchrun(plan, run_dir, resume, nproc_per_node)
-            finally:
-                _add_timing(run_dir, "train_seconds", time.perf_counter() - started)
-            if step < iterations:
-                echo(
-                    f"{prefix} interrupted at step {step:,} of {iterations:,} (checkpointed); "
-                    "run the same command again to resume it"
-                )
-                interrupted = plan.run_id
-                break
-        echo(f"{prefix} final figures of the best checkpoint")
+            if self.launcher == "torchrun":
+                command = torchrun_command(plan, run_dir, resume, self.nproc_per_node)
+                self.echo("    " + shlex.join(command))
+            elif self.jobs > 1:
+                self.echo("    " + shlex.join(subprocess_command(plan, run_dir, resume)))
+
+    def start(self, index: int, plan: PlannedRun, run_dir: Path, state: RunState) -> bool:
+        """Announce a run's training and prepare its directory; True when it resumes."""
+        iterations = plan.config.run.iterations
+        resume = state.status == "resume"
+        log = f" (output: {run_dir / TRAIN_LOG})" if self.jobs > 1 else ""
+        if resume:
+            self.echo(
+                f"{self.prefix(index, plan)} resuming from step {state.step:,} of "
+                f"{iterations:,}{log}"
+            )
+        else:
+            self.echo(f"{self.prefix(index, plan)} training {iterations:,} steps{log}")
+            _clean_new_run(run_dir)
+            write_text_atomic(run_dir / "config.toml", dump_toml(plan.config.to_dict()))
+        return resume
+
+    def trained(self, index: int, plan: PlannedRun, step: int) -> bool:
+        """Whether the run reached its last step; says so when it was interrupted."""
+        iterations = plan.config.run.iterations
+        if step >= iterations:
+            return True
+        self.echo(
+            f"{self.prefix(index, plan)} interrupted at step {step:,} of {iterations:,} "
+            "(checkpointed); run the same command again to resume it"
+        )
+        if self.interrupted is None:
+            self.interrupted = plan.run_id
+        return False
+
+    def evaluate(self, index: int, plan: PlannedRun, run_dir: Path) -> None:
+        self.echo(f"{self.prefix(index, plan)} final figures of the best checkpoint")
         started = time.perf_counter()
         final = final_evaluation(
             plan,
             run_dir,
-            grid.protocol,
-            registry,
-            stats_cache=out / "cache",
-            progress=plan.config.run.progress,
+            self.grid.protocol,
+            self.registry,
+            stats_cache=self.out / "cache",
+            progress=plan.config.run.progress and self.jobs == 1,
         )
         _add_timing(run_dir, "final_seconds", time.perf_counter() - started)
-        echo(f"{prefix} done — {_summary(final)}")
-        finished.append(plan.run_id)
-    report: dict[str, Path] = {}
-    if not dry_run:
-        report = write_report(out, grid, plans, wall_seconds=time.perf_counter() - t0)
-    return StudyOutcome(tuple(plans), tuple(finished), interrupted, report)
+        self.echo(f"{self.prefix(index, plan)} done — {_summary(final)}")
+        self.finished.append(plan.run_id)
 
+    def train_here(self, index: int, plan: PlannedRun, run_dir: Path, state: RunState) -> bool:
+        """Train (one run at a time) and score a run; False when it was interrupted."""
+        if state.status in ("new", "resume"):
+            resume = self.start(index, plan, run_dir, state)
+            started = time.perf_counter()
+            try:
+                if self.launcher == "local":
+                    step = train_local(plan, run_dir, resume, self.registry)
+                else:
+                    step = train_torchrun(plan, run_dir, resume, self.nproc_per_node)
+            finally:
+                _add_timing(run_dir, "train_seconds", time.perf_counter() - started)
+            if not self.trained(index, plan, step):
+                return False
+        self.evaluate(index, plan, run_dir)
+        return True
 
-# --------------------------------------------------------------------------------------------
-# The command
+    def train_in_parallel(self, training: Sequence[tuple[int, PlannedRun, RunState]]) -> None:
+        """Train ``jobs`` runs at a time in subprocesses; score each as it finishes. After an
+        interruption no new run starts; those running stop at their next step (Ctrl-C
+        reaches them) and are reported."""
+        ignore = None
+        if sys.platform != "win32":
+            # the children get Ctrl-C; this process waits for them instead of dying first
+            ignore = signal.signal(signal.SIGINT, lambda signum, frame: self._stop.set())
+        try:
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                futures = {
+                    pool.submit(self._train_one, index, plan, state): (index, plan)
+                    for index, plan, state in training
+                }
+                for future in as_completed(futures):
+                    index, plan = futures[future]
+                    step = future.result()
+                    if step is None:  # never started: the study was stopped first
+                        continue
+                    if self.trained(index, plan, step) and not self._stop.is_set():
+                        self.evaluate(index, plan, self.out / RUNS_DIR / plan.run_id)
+                    elif step >= plan.config.run.iterations and self.interrupted is None:
+                        self.interrupted = plan.run_id
+        finally:
+            if ignore is not None:
+                signal.signal(signal.SIGINT, ignore)
+
+    def _train_one(self, index: int, plan: PlannedRun, state: RunState) -> int | None:
+        if self._stop.is_set():
+            return None
+        run_dir = self.out / RUNS_DIR / plan.run_id
+        resume = self.start(index, plan, run_dir, state)
+        started = time.perf_counter()
+        try:
+            return train_subprocess(plan, run_dir, resume)
+        finally:
+            _add_timing(run_dir, "train_seconds", time.perf_counter() - started)
 
 
 @click.command("study")
@@ -216,6 +317,14 @@ def _run_study(
     default=1,
     show_default=True,
     help="torchrun: processes (GPUs) per run.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="local: runs trained at a time, each in a subprocess of its own (output in its "
+    "train.log); on a CPU give each run.threads cores.",
 )
 @click.option("--eval-every", type=click.IntRange(min=1), help="Replaces protocol.eval_every.")
 @click.option("--eval-samples", type=click.IntRange(min=1), help="Replaces protocol.eval_samples.")
@@ -250,6 +359,7 @@ def study_command(
     dry_run: bool,
     launcher: str,
     nproc_per_node: int,
+    jobs: int,
     eval_every: int | None,
     eval_samples: int | None,
     final_loops: int | None,
@@ -289,6 +399,7 @@ def study_command(
         overrides=overrides,
         launcher=launcher,
         nproc_per_node=nproc_per_node,
+        jobs=jobs,
         dry_run=dry_run,
         echo=click.echo,
     )

@@ -7,6 +7,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,13 @@ from ndevgan_core.config import (
 from ndevgan_core.errors import ConfigError, NdevganError
 from ndevgan_core.registry import Registry
 from ndevgan_core.training.checkpoint import list_checkpoints
+from ndevgan_core.training.trainer import CONTINUATION_KEYS
 
 from .grid import FINAL_JSON, UNCOMPARED_RUN_KEYS, Protocol
 from .plan import PlannedRun, _deep_copy
+
+TRAIN_LOG = "train.log"
+"""What a run trained in a subprocess of its own (``--jobs``) printed, in its directory."""
 
 # Where each run stands
 
@@ -128,25 +133,18 @@ def _toml_literal(value: Any) -> str:
     return json.dumps(value)  # a JSON string is a TOML basic string
 
 
-def torchrun_command(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) -> list[str]:
-    """The command that trains a run under torchrun (``python -m torch.distributed.run``)."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        str(nproc),
-        "-m",
-        "ndevgan_core",
-        "run",
-    ]
+def run_command(plan: PlannedRun, run_dir: Path, resume: bool) -> list[str]:
+    """The ``ndevgan run`` arguments that train (or continue) a run in its directory."""
+    command = ["run"]
     if resume:
-        # the config comes from the checkpoint; [run] settings may change (e.g. iterations)
+        # the config comes from the checkpoint; the [run] settings that do not change what
+        # training computes may change (e.g. iterations); the others are the checkpoint's
+        settings = {
+            k: v
+            for k, v in plan.config.to_dict()["run"].items()
+            if v is not None and k not in (*CONTINUATION_KEYS, "out", "name")
+        }
         command += ["--resume", str(run_dir)]
-        settings = {k: v for k, v in plan.config.to_dict()["run"].items() if v is not None}
-        settings.pop("out", None)
-        settings.pop("name", None)
     else:
         command += ["--config", str(run_dir / "config.toml")]
         settings = {"out": str(run_dir.parent), "name": run_dir.name}
@@ -155,18 +153,35 @@ def torchrun_command(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) 
     return command
 
 
-def train_torchrun(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) -> int:
-    """Train (or continue) a run with torchrun in a subprocess; return its newest step.
+def torchrun_command(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) -> list[str]:
+    """The command that trains a run under torchrun (``python -m torch.distributed.run``)."""
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    return [*prefix, str(nproc), "-m", "ndevgan_core", *run_command(plan, run_dir, resume)]
 
-    Ctrl-C reaches the workers (they checkpoint and stop); this process waits for them.
+
+def subprocess_command(plan: PlannedRun, run_dir: Path, resume: bool) -> list[str]:
+    """The command that trains a run in a subprocess of its own (``--jobs``): no progress
+    bar, since several runs share the terminal."""
+    command = [sys.executable, "-m", "ndevgan_core", *run_command(plan, run_dir, resume)]
+    return [*command, "--set", "run.progress=false"]
+
+
+def _run_child(command: list[str], plan: PlannedRun, run_dir: Path, log: Path | None) -> int:
+    """Run a training subprocess to its end and return the run's newest step; an exit that
+    is neither success nor an interruption is an error naming the run and the command.
+
+    Ctrl-C reaches the children (they checkpoint and stop); this process waits for them.
     """
-    command = torchrun_command(plan, run_dir, resume, nproc)
     ignore = None
-    if sys.platform != "win32":
+    if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
         # a Python handler (not SIG_IGN, which children would inherit) keeps the study alive
         ignore = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
-        proc = subprocess.run(command, check=False)
+        if log is None:
+            proc = subprocess.run(command, check=False)
+        else:
+            with log.open("ab") as sink:
+                proc = subprocess.run(command, check=False, stdout=sink, stderr=subprocess.STDOUT)
     finally:
         if ignore is not None:
             signal.signal(signal.SIGINT, ignore)
@@ -175,8 +190,24 @@ def train_torchrun(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) ->
     if proc.returncode != 0 and step < plan.config.run.iterations:
         interrupted = proc.returncode in (130, -signal.SIGINT, -signal.SIGTERM)
         if not interrupted:
+            where = f"its output is in {log}" if log is not None else "its output is above"
             raise NdevganError(
-                f"run {plan.run_id}: torchrun exited with status {proc.returncode} at step "
-                f"{step} (its output is above); command: {shlex.join(command)}"
+                f"run {plan.run_id}: training exited with status {proc.returncode} at step "
+                f"{step} ({where}); command: {shlex.join(command)}"
             )
     return step
+
+
+def train_subprocess(plan: PlannedRun, run_dir: Path, resume: bool) -> int:
+    """Train (or continue) a run in a subprocess, its output appended to ``train.log`` in
+    the run's directory; return its newest step."""
+    log = run_dir / TRAIN_LOG
+    return _run_child(subprocess_command(plan, run_dir, resume), plan, run_dir, log)
+
+
+def train_torchrun(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) -> int:
+    """Train (or continue) a run with torchrun in a subprocess; return its newest step.
+
+    Ctrl-C reaches the workers (they checkpoint and stop); this process waits for them.
+    """
+    return _run_child(torchrun_command(plan, run_dir, resume, nproc), plan, run_dir, None)

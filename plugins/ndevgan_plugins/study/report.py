@@ -123,6 +123,51 @@ def result_rows(plans: Sequence[PlannedRun], out: Path) -> list[dict[str, Any]]:
     return rows
 
 
+SEED_CSV_COLUMNS = (
+    "configuration",
+    "seeds",
+    "steps_per_s",
+    "train_seconds",
+    "best_step",
+    "is_mean",
+    "is_std",
+    "fid_mean",
+    "fid_std",
+)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof 1; None for one value)."""
+    if not values:
+        return None, None
+    if len(values) == 1:
+        return float(values[0]), None
+    return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
+def seed_rows(rows: Sequence[Mapping[str, Any]], plans: Sequence[PlannedRun]) -> list[dict]:
+    """One row per configuration over its finished seeds: each figure's mean and sample
+    standard deviation across seeds (the spread a reader compares configurations by), the
+    mean speed, training time and best step. Configurations with no finished seed are left
+    out."""
+    by_run = {p.run_id: p for p in plans}
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == "done":
+            groups.setdefault(by_run[row["run"]].configuration, []).append(row)
+    out = []
+    for configuration, members in groups.items():
+        summary: dict[str, Any] = {"configuration": configuration, "seeds": len(members)}
+        for key in ("steps_per_s", "train_seconds", "best_step"):
+            values = [m[key] for m in members if m[key] is not None]
+            summary[key] = float(np.mean(values)) if values else None
+        for metric in METRICS:
+            values = [m[f"{metric}_mean"] for m in members if m[f"{metric}_mean"] is not None]
+            summary[f"{metric}_mean"], summary[f"{metric}_std"] = _mean_std(values)
+        out.append(summary)
+    return out
+
+
 def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
@@ -131,13 +176,15 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """``results.csv``: the columns of :data:`CSV_COLUMNS`, empty where not known."""
+def write_csv(
+    path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = CSV_COLUMNS
+) -> Path:
+    """A CSV of ``columns`` (``results.csv``: :data:`CSV_COLUMNS`), empty where not known."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _csv_value(row.get(k)) for k in CSV_COLUMNS})
+        writer.writerow({k: _csv_value(row.get(k)) for k in columns})
     return write_text_atomic(path, buffer.getvalue())
 
 
@@ -212,6 +259,27 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
+    """The across-seeds table as Markdown (one row per configuration)."""
+    lines = [
+        "| configuration | seeds | steps/s | train time | best step | IS | FID |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in summaries:
+        sps, best = r["steps_per_s"], r["best_step"]
+        cells = [
+            f"`{r['configuration']}`",
+            str(r["seeds"]),
+            "—" if sps is None else f"{sps:.2f}",
+            _duration(r["train_seconds"]),
+            "—" if best is None else f"{best:,.0f}",
+            _pm(r["is_mean"], r["is_std"]),
+            _pm(r["fid_mean"], r["fid_std"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -227,34 +295,64 @@ def _save_figure(figure: Any, path: Path) -> Path:
     return path
 
 
-def plot_training_curves(
-    path: Path, plans: Sequence[PlannedRun], out: Path, metric: str
-) -> Path | None:
-    """The tracked score over training, one line per run, the best step marked."""
-    curves = []
+def _curves_by_configuration(
+    plans: Sequence[PlannedRun], out: Path, metric: str
+) -> dict[str, list[list[dict[str, Any]]]]:
+    curves: dict[str, list[list[dict[str, Any]]]] = {}
     for plan in plans:
         records = [r for r in read_eval_log(out / RUNS_DIR / plan.run_id) if f"{metric}_mean" in r]
         if records:
-            curves.append((plan.run_id, records))
+            curves.setdefault(plan.configuration, []).append(records)
+    return curves
+
+
+def plot_training_curves(
+    path: Path, plans: Sequence[PlannedRun], out: Path, metric: str
+) -> Path | None:
+    """The tracked score over training. With one seed per configuration: one line per run,
+    its band ± std over the scoring batch, the best step marked. With several: one line per
+    configuration, the mean over its seeds at each step they all reached, the band ± std
+    across seeds."""
+    curves = _curves_by_configuration(plans, out, metric)
     if not curves:
         return None
+    seeds = max(len(runs) for runs in curves.values())
     figure = _figure(8, 4.5)
     ax = figure.add_subplot()
     pick = max if nd.higher_is_better(metric) else min
-    for run_id, records in curves:
-        steps = np.array([r["step"] for r in records], dtype=float)
-        means = np.array([r[f"{metric}_mean"] for r in records], dtype=float)
-        stds = np.array([r.get(f"{metric}_std", 0.0) for r in records], dtype=float)
-        (line,) = ax.plot(steps, means, marker="o", markersize=3, label=run_id)
+    for configuration, runs in curves.items():
+        if seeds > 1:
+            steps = sorted(set.intersection(*({r["step"] for r in run} for run in runs)))
+            if not steps:
+                continue
+            table = np.array(
+                [[next(r[f"{metric}_mean"] for r in run if r["step"] == s) for s in steps]
+                 for run in runs],
+                dtype=float,
+            )  # fmt: skip
+            means = table.mean(axis=0)
+            stds = table.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(means)
+            label = f"{configuration} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+            steps_arr = np.array(steps, dtype=float)
+        else:
+            records = runs[0]
+            steps_arr = np.array([r["step"] for r in records], dtype=float)
+            means = np.array([r[f"{metric}_mean"] for r in records], dtype=float)
+            stds = np.array([r.get(f"{metric}_std", 0.0) for r in records], dtype=float)
+            label = next(p.run_id for p in plans if p.configuration == configuration)
+        (line,) = ax.plot(steps_arr, means, marker="o", markersize=3, label=label)
         if np.any(stds > 0):
-            ax.fill_between(steps, means - stds, means + stds, color=line.get_color(), alpha=0.15)
+            ax.fill_between(
+                steps_arr, means - stds, means + stds, color=line.get_color(), alpha=0.15
+            )
         best = pick(range(len(means)), key=lambda i: means[i])
-        ax.plot(steps[best], means[best], marker="*", markersize=12, color=line.get_color())
+        ax.plot(steps_arr[best], means[best], marker="*", markersize=12, color=line.get_color())
     label = METRIC_LABELS[metric]
+    band = "± std across seeds" if seeds > 1 else "± std over the scoring batch"
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xlabel("training step")
     ax.set_ylabel(label)
-    ax.set_title(f"{label} during training (★ best step)")
+    ax.set_title(f"{label} during training (band: {band}; ★ best step)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     return _save_figure(figure, path)
@@ -266,45 +364,47 @@ def plot_final_metrics(
     plans: Sequence[PlannedRun],
     metrics: Sequence[str],
 ) -> Path | None:
-    """Final figures per configuration with error bars (± std over the final batches); seeds of
-    one configuration side by side."""
+    """Final figures per configuration. One seed: each run with error bars ± std over the
+    final batches. Several: each configuration's mean with error bars ± std across seeds,
+    every seed's own figure a small dot beside it."""
     by_run = {p.run_id: p for p in plans}
     done = [r for r in rows if r["status"] == "done"]
     metrics = [m for m in metrics if any(r[f"{m}_mean"] is not None for r in done)]
     if not done or not metrics:
         return None
-    configurations = list(dict.fromkeys(by_run[r["run"]].configuration for r in done))
-    seeds = sorted({r["seed"] for r in done})
+    summaries = {s["configuration"]: s for s in seed_rows(rows, plans)}
+    configurations = list(summaries)
+    several = max(s["seeds"] for s in summaries.values()) > 1
     figure = _figure(max(6.0, 1.1 * len(configurations) + 2), 3.6 * len(metrics))
     axes = figure.subplots(len(metrics), 1, squeeze=False)[:, 0]
-    width = 0.8 / len(seeds)
     for ax, metric in zip(axes, metrics):
-        for j, seed in enumerate(seeds):
-            xs, ys, errs = [], [], []
+        if several:
+            xs = range(len(configurations))
+            ys = [summaries[c][f"{metric}_mean"] for c in configurations]
+            errs = [summaries[c][f"{metric}_std"] or 0.0 for c in configurations]
+            ax.errorbar(xs, ys, yerr=errs, fmt="o", markersize=8, capsize=6, label="mean ± std")
             for r in done:
-                if r["seed"] != seed or r[f"{metric}_mean"] is None:
-                    continue
-                i = configurations.index(by_run[r["run"]].configuration)
-                xs.append(i - 0.4 + width * (j + 0.5))
-                ys.append(r[f"{metric}_mean"])
-                errs.append(r[f"{metric}_std"] or 0.0)
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=errs,
-                fmt="o",
-                capsize=4,
-                label=f"seed {seed}" if len(seeds) > 1 else None,
-            )
+                if r[f"{metric}_mean"] is not None:
+                    i = configurations.index(by_run[r["run"]].configuration)
+                    ax.plot(i + 0.15, r[f"{metric}_mean"], ".", color="grey")
+            ax.plot([], [], ".", color="grey", label="each seed")
+            ax.legend(fontsize="small")
+        else:
+            xs_, ys_, errs_ = [], [], []
+            for r in done:
+                if r[f"{metric}_mean"] is not None:
+                    xs_.append(configurations.index(by_run[r["run"]].configuration))
+                    ys_.append(r[f"{metric}_mean"])
+                    errs_.append(r[f"{metric}_std"] or 0.0)
+            ax.errorbar(xs_, ys_, yerr=errs_, fmt="o", capsize=4)
         label = METRIC_LABELS[metric]
         better = "higher" if nd.higher_is_better(metric) else "lower"
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_ylabel(f"{label} ({better} is better)")
         ax.set_xticks(range(len(configurations)), configurations, rotation=30, ha="right")
         ax.grid(axis="y", alpha=0.3)
-        if len(seeds) > 1:
-            ax.legend(fontsize="small")
-    axes[0].set_title("Final figures of the best checkpoint (mean ± std over batches)")
+    spread = "mean ± std over seeds" if several else "mean ± std over the final batches"
+    axes[0].set_title(f"Best checkpoint: {spread}")
     return _save_figure(figure, path)
 
 
@@ -392,6 +492,18 @@ def write_report(
         "Iterations per run (as trained, after any --set): " + ", ".join(f"{n:,}" for n in trained),
         "",
     ]
+    summaries = seed_rows(rows, plans)
+    if any(summary["seeds"] > 1 for summary in summaries):
+        paths["seeds_csv"] = write_csv(
+            out / "results_by_configuration.csv", summaries, SEED_CSV_COLUMNS
+        )
+        lines += [
+            "Across seeds (each figure: mean ± sample std over the seeds' final figures):",
+            "",
+            seed_markdown_table(summaries),
+            "Every run:",
+            "",
+        ]
     lines.append(markdown_table(rows))
     done = sum(r["status"] == "done" for r in rows)
     lines.append(f"{done} of {len(rows)} runs finished.")

@@ -1,0 +1,70 @@
+"""What the shipped shapes classifier sees in a run's samples: which shapes and motions, how
+confidently, against real clips — so a low IS can be traced to missing shapes, missing motions
+or unconfident (ambiguous) clips.
+
+    python tools/sample_classes.py runs/RUN            # 512 generated and 512 real clips
+
+Prints, for generated and real clips side by side: IS, the mean top probability, and the share
+of clips whose most likely class has each shape and each motion (the classifier's 25 classes
+are shape × motion). Figures in docs/TINY_RECIPE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+import ndevgan_core as nd
+from ndevgan_core.evaluation import load_video_classifier
+from ndevgan_plugins import shapes_render
+from ndevgan_plugins.c3d import inception_score
+from ndevgan_plugins.shapes import REFERENCE_CLASSIFIER
+
+
+def class_probabilities(videos: np.ndarray) -> torch.Tensor:
+    """Class probabilities of videos (N, T, C, H, W) in [-1, 1]."""
+    classifier = load_video_classifier(REFERENCE_CLASSIFIER)
+    x = torch.from_numpy(np.ascontiguousarray(videos)).permute(0, 2, 1, 3, 4).float()
+    with torch.no_grad():
+        return torch.cat([classifier(v)["probs"] for v in x.split(64)])
+
+
+def describe(probs: torch.Tensor) -> dict[str, object]:
+    """IS, mean top probability, and the share of each shape and motion among the argmaxes."""
+    top = probs.argmax(1).numpy()
+    shapes = np.bincount(top // len(shapes_render.MOTIONS), minlength=len(shapes_render.SHAPES))
+    motions = np.bincount(top % len(shapes_render.MOTIONS), minlength=len(shapes_render.MOTIONS))
+    return {
+        "IS": inception_score(probs)[0],
+        "top probability": probs.max(1).values.mean().item(),
+        "classes used": int(np.count_nonzero(np.bincount(top, minlength=probs.shape[1]))),
+        **{f"shape {n}": c / len(top) for n, c in zip(shapes_render.SHAPES, shapes)},
+        **{f"motion {n}": c / len(top) for n, c in zip(shapes_render.MOTIONS, motions)},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a run directory or checkpoint file")
+    parser.add_argument("--n", type=int, default=512, help="clips of each kind")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    generator = nd.load(args.run)
+    fake = generator.generate(args.n, seed=args.seed)
+    _, frames, _, size, _ = fake.shape
+    real, _ = shapes_render.render_batch(range(10_000, 10_000 + args.n), 0, frames, size)
+    real = real.transpose(0, 1, 4, 2, 3).astype(np.float32) / 127.5 - 1
+    rows = {"generated": describe(class_probabilities(fake))}
+    rows["real"] = describe(class_probabilities(real))
+    print(f"step {generator.step}, {args.n} clips each")
+    print(f"{'':<18} {'generated':>10} {'real':>10}")
+    for key in rows["real"]:
+        g, r = rows["generated"][key], rows["real"][key]
+        fmt = "{:>10.0%}" if key.startswith(("shape", "motion")) else "{:>10.3g}"
+        print(f"{key:<18} " + fmt.format(g) + " " + fmt.format(r))
+
+
+if __name__ == "__main__":
+    main()
