@@ -7,8 +7,10 @@ import csv
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -453,6 +455,37 @@ def test_study_jobs_trains_runs_in_subprocesses_and_reports_across_seeds(tmp_pat
     for name in ("is_over_training.png", "final_metrics.png"):
         image = media.read_png(out / name)
         assert image.std() > 5, name
+
+
+def test_ctrl_c_on_a_study_with_jobs_checkpoints_every_running_run(tmp_path, classifier):
+    grid = write_grid(tmp_path / "small.toml", SMALL_GRID.format(classifier=classifier))
+    out = tmp_path / "out"
+    runs = [out / "runs" / run_id for run_id in SMALL_RUNS]
+    study_process = subprocess.Popen(
+        [sys.executable, "-m", "ndevgan_core", "study", str(grid), "--out", str(out), "--jobs",
+         "2", "--set", "run.iterations=1000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not all(list_checkpoints(run) for run in runs):
+            assert time.monotonic() < deadline and study_process.poll() is None
+            time.sleep(0.5)
+        study_process.send_signal(signal.SIGINT)  # as Ctrl-C, to the study process alone
+        stdout, stderr = study_process.communicate(timeout=300)
+    finally:
+        study_process.kill()
+    assert study_process.returncode == 130, stdout + stderr
+    for run, run_id in zip(runs, SMALL_RUNS, strict=True):
+        assert f"{run_id}: interrupted at step" in stdout
+        step = int(stdout.split(f"{run_id}: interrupted at step ")[1].split()[0].replace(",", ""))
+        # each run stopped at a checkpoint of the step it reached, not killed mid-way
+        assert list_checkpoints(run)[-1].name == f"step-{step:08d}.pt"
+        assert "Continue with" in (run / "train.log").read_text()
+        assert not (run / "final.json").exists()
+    leftover = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
+    assert leftover.stdout == ""  # no training process outlives the study
 
 
 def test_jobs_is_for_the_local_launcher(tmp_path, classifier):

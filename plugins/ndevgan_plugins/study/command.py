@@ -40,6 +40,7 @@ from .grid import (
 )
 from .launch import (
     TRAIN_LOG,
+    ChildRuns,
     RunState,
     _read_json,
     inspect_run,
@@ -138,6 +139,7 @@ class _Study:
     finished: list[str] = attrs.field(factory=list)
     interrupted: str | None = None
     _stop: threading.Event = attrs.field(factory=threading.Event)
+    _children: ChildRuns = attrs.field(factory=ChildRuns)
 
     def prefix(self, index: int, plan: PlannedRun) -> str:
         width = len(str(len(self.selected)))
@@ -251,13 +253,15 @@ class _Study:
         return True
 
     def train_in_parallel(self, training: Sequence[tuple[int, PlannedRun, RunState]]) -> None:
-        """Train ``jobs`` runs at a time in subprocesses; score each as it finishes. After an
-        interruption no new run starts; those running stop at their next step (Ctrl-C
-        reaches them) and are reported."""
-        ignore = None
-        if sys.platform != "win32":
-            # the children get Ctrl-C; this process waits for them instead of dying first
-            ignore = signal.signal(signal.SIGINT, lambda signum, frame: self._stop.set())
+        """Train ``jobs`` runs at a time in subprocesses; score each as it finishes. Ctrl-C
+        (SIGINT to this process) is passed on to the running runs, which checkpoint and stop;
+        no new run starts, and the interrupted ones are reported."""
+
+        def stop(signum: int, frame: Any) -> None:
+            self._stop.set()
+            self._children.interrupt()
+
+        ignore = signal.signal(signal.SIGINT, stop) if sys.platform != "win32" else None
         try:
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
                 futures = {
@@ -284,7 +288,7 @@ class _Study:
         resume = self.start(index, plan, run_dir, state)
         started = time.perf_counter()
         try:
-            return train_subprocess(plan, run_dir, resume)
+            return train_subprocess(plan, run_dir, resume, self._children)
         finally:
             _add_timing(run_dir, "train_seconds", time.perf_counter() - started)
 

@@ -166,43 +166,58 @@ def subprocess_command(plan: PlannedRun, run_dir: Path, resume: bool) -> list[st
     return [*command, "--set", "run.progress=false"]
 
 
-def _run_child(command: list[str], plan: PlannedRun, run_dir: Path, log: Path | None) -> int:
-    """Run a training subprocess to its end and return the run's newest step; an exit that
-    is neither success nor an interruption is an error naming the run and the command.
+class ChildRuns:
+    """The training subprocesses of ``--jobs``, each in a session of its own so that a
+    terminal's Ctrl-C reaches only the study, which passes it on to each run exactly once
+    (a second one would make a trainer stop without its checkpoint)."""
 
-    Ctrl-C reaches the children (they checkpoint and stop); this process waits for them.
-    """
-    ignore = None
-    if sys.platform != "win32" and threading.current_thread() is threading.main_thread():
-        # a Python handler (not SIG_IGN, which children would inherit) keeps the study alive
-        ignore = signal.signal(signal.SIGINT, lambda signum, frame: None)
-    try:
-        if log is None:
-            proc = subprocess.run(command, check=False)
-        else:
-            with log.open("ab") as sink:
-                proc = subprocess.run(command, check=False, stdout=sink, stderr=subprocess.STDOUT)
-    finally:
-        if ignore is not None:
-            signal.signal(signal.SIGINT, ignore)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+
+    def run(self, command: list[str], log: Path) -> int:
+        """Run ``command`` to its end, its output appended to ``log``; its exit status."""
+        with log.open("ab") as sink:
+            proc = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            with self._lock:
+                self._running.add(proc)
+            try:
+                return proc.wait()
+            finally:
+                with self._lock:
+                    self._running.discard(proc)
+
+    def interrupt(self) -> None:
+        """Ask every running run to checkpoint and stop (SIGINT, as Ctrl-C would)."""
+        with self._lock:
+            for proc in self._running:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+
+
+def _ended(plan: PlannedRun, run_dir: Path, command: list[str], status: int, where: str) -> int:
+    """The run's newest step after its process exited with ``status``; an exit that is
+    neither success nor an interruption is an error naming the run and the command."""
     checkpoints = list_checkpoints(run_dir)
     step = checkpoint_step(checkpoints[-1]) if checkpoints else 0
-    if proc.returncode != 0 and step < plan.config.run.iterations:
-        interrupted = proc.returncode in (130, -signal.SIGINT, -signal.SIGTERM)
-        if not interrupted:
-            where = f"its output is in {log}" if log is not None else "its output is above"
-            raise NdevganError(
-                f"run {plan.run_id}: training exited with status {proc.returncode} at step "
-                f"{step} ({where}); command: {shlex.join(command)}"
-            )
+    interrupted = status in (130, -signal.SIGINT, -signal.SIGTERM)
+    if status != 0 and step < plan.config.run.iterations and not interrupted:
+        raise NdevganError(
+            f"run {plan.run_id}: training exited with status {status} at step {step} "
+            f"({where}); command: {shlex.join(command)}"
+        )
     return step
 
 
-def train_subprocess(plan: PlannedRun, run_dir: Path, resume: bool) -> int:
+def train_subprocess(plan: PlannedRun, run_dir: Path, resume: bool, children: ChildRuns) -> int:
     """Train (or continue) a run in a subprocess, its output appended to ``train.log`` in
     the run's directory; return its newest step."""
     log = run_dir / TRAIN_LOG
-    return _run_child(subprocess_command(plan, run_dir, resume), plan, run_dir, log)
+    command = subprocess_command(plan, run_dir, resume)
+    status = children.run(command, log)
+    return _ended(plan, run_dir, command, status, f"its output is in {log}")
 
 
 def train_torchrun(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) -> int:
@@ -210,4 +225,14 @@ def train_torchrun(plan: PlannedRun, run_dir: Path, resume: bool, nproc: int) ->
 
     Ctrl-C reaches the workers (they checkpoint and stop); this process waits for them.
     """
-    return _run_child(torchrun_command(plan, run_dir, resume, nproc), plan, run_dir, None)
+    command = torchrun_command(plan, run_dir, resume, nproc)
+    ignore = None
+    if sys.platform != "win32":
+        # a Python handler (not SIG_IGN, which children would inherit) keeps the study alive
+        ignore = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        status = subprocess.run(command, check=False).returncode
+    finally:
+        if ignore is not None:
+            signal.signal(signal.SIGINT, ignore)
+    return _ended(plan, run_dir, command, status, "its output is above")
