@@ -488,6 +488,37 @@ def test_ctrl_c_on_a_study_with_jobs_checkpoints_every_running_run(tmp_path, cla
     assert leftover.stdout == ""  # no training process outlives the study
 
 
+FAILING_PLUGIN = """
+import ndevgan_core as nd
+
+@nd.hookimpl
+def on_step(run, step, metrics):
+    if run.run_dir.name == "{run_id}" and step == {step}:
+        raise RuntimeError("a broken plugin")
+"""
+
+
+def test_a_failing_run_under_jobs_stops_the_others_at_a_checkpoint(tmp_path, classifier):
+    grid = write_grid(tmp_path / "small.toml", SMALL_GRID.format(classifier=classifier))
+    out = tmp_path / "out"
+    site = make_fake_distribution(
+        tmp_path / "site", "ndevgan-broken", "ndevgan_broken",
+        FAILING_PLUGIN.format(run_id=SMALL_RUNS[1], step=40), entry_point="broken",
+    )  # fmt: skip
+    result = study_cli(str(grid), "--out", str(out), "--jobs", "2", "--set",
+                       "run.iterations=1000000", env={"PYTHONPATH": str(site)})  # fmt: skip
+    assert result.returncode not in (0, 130), result.stdout + result.stderr
+    failed = out / "runs" / SMALL_RUNS[1]
+    assert f"run {SMALL_RUNS[1]}: training exited with status" in result.stderr
+    assert f"its output is in {failed / 'train.log'}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "a broken plugin" in (failed / "train.log").read_text()
+    other = out / "runs" / SMALL_RUNS[0]  # stopped by the study, at a checkpoint
+    assert list_checkpoints(other) and "Continue with" in (other / "train.log").read_text()
+    leftover = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
+    assert leftover.stdout == ""
+
+
 def test_jobs_is_for_the_local_launcher(tmp_path, classifier):
     grid = write_grid(tmp_path / "small.toml", SMALL_GRID.format(classifier=classifier))
     result = study_cli(str(grid), "--out", str(tmp_path / "o"), "--jobs", "2", "--launcher",

@@ -268,15 +268,20 @@ class _Study:
                     pool.submit(self._train_one, index, plan, state): (index, plan)
                     for index, plan, state in training
                 }
-                for future in as_completed(futures):
-                    index, plan = futures[future]
-                    step = future.result()
-                    if step is None:  # never started: the study was stopped first
-                        continue
-                    if self.trained(index, plan, step) and not self._stop.is_set():
-                        self.evaluate(index, plan, self.out / RUNS_DIR / plan.run_id)
-                    elif step >= plan.config.run.iterations and self.interrupted is None:
-                        self.interrupted = plan.run_id
+                try:
+                    for future in as_completed(futures):
+                        index, plan = futures[future]
+                        step = future.result()
+                        if step is None:  # never started: the study was stopped first
+                            continue
+                        if self.trained(index, plan, step) and not self._stop.is_set():
+                            self.evaluate(index, plan, self.out / RUNS_DIR / plan.run_id)
+                        elif step >= plan.config.run.iterations and self.interrupted is None:
+                            self.interrupted = plan.run_id
+                except BaseException:
+                    # one run failed (or scoring did): the others checkpoint and stop
+                    stop(signal.SIGINT, None)
+                    raise
         finally:
             if ignore is not None:
                 signal.signal(signal.SIGINT, ignore)
