@@ -35,6 +35,15 @@ from .plan import PlannedRun, _short
 # Results: table, CSV, plots and the comparison grid
 
 
+_FIGURE_COLUMNS = (
+    "steps_per_s",
+    "train_seconds",
+    "best_step",
+    "is_mean",
+    "is_std",
+    "fid_mean",
+    "fid_std",
+)
 CSV_COLUMNS = (
     "run",
     "backbone",
@@ -46,13 +55,7 @@ CSV_COLUMNS = (
     "status",
     "params_temporal",
     "params_generator",
-    "steps_per_s",
-    "train_seconds",
-    "best_step",
-    "is_mean",
-    "is_std",
-    "fid_mean",
-    "fid_std",
+    *_FIGURE_COLUMNS,
 )
 
 
@@ -123,17 +126,8 @@ def result_rows(plans: Sequence[PlannedRun], out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-SEED_CSV_COLUMNS = (
-    "configuration",
-    "seeds",
-    "steps_per_s",
-    "train_seconds",
-    "best_step",
-    "is_mean",
-    "is_std",
-    "fid_mean",
-    "fid_std",
-)
+SEED_CSV_COLUMNS = ("configuration", "seeds", *_FIGURE_COLUMNS)
+"""Columns of ``results_by_configuration.csv`` (a study with several seeds)."""
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
