@@ -409,6 +409,20 @@ def test_study_torchrun_launcher_trains_with_two_processes(tmp_path, classifier)
     assert rows == {SMALL_RUNS[0]: "pending", SMALL_RUNS[1]: "done"}
 
 
+def processes_mentioning(path: Path) -> list[int]:
+    """Pids of the live processes whose command line mentions ``path`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue  # ended meanwhile
+            if str(path) in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
 def test_study_jobs_trains_runs_in_subprocesses_and_reports_across_seeds(tmp_path, classifier):
     text = SMALL_GRID.format(classifier=classifier) + "seeds = [0, 1]\n"
     grid = write_grid(tmp_path / "small.toml", text)
@@ -484,8 +498,7 @@ def test_ctrl_c_on_a_study_with_jobs_checkpoints_every_running_run(tmp_path, cla
         assert list_checkpoints(run)[-1].name == f"step-{step:08d}.pt"
         assert "Continue with" in (run / "train.log").read_text()
         assert not (run / "final.json").exists()
-    leftover = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
-    assert leftover.stdout == ""  # no training process outlives the study
+    assert processes_mentioning(out) == []  # no training process outlives the study
 
 
 FAILING_PLUGIN = """
@@ -515,8 +528,7 @@ def test_a_failing_run_under_jobs_stops_the_others_at_a_checkpoint(tmp_path, cla
     assert "a broken plugin" in (failed / "train.log").read_text()
     other = out / "runs" / SMALL_RUNS[0]  # stopped by the study, at a checkpoint
     assert list_checkpoints(other) and "Continue with" in (other / "train.log").read_text()
-    leftover = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True)
-    assert leftover.stdout == ""
+    assert processes_mentioning(out) == []
 
 
 def test_jobs_is_for_the_local_launcher(tmp_path, classifier):
