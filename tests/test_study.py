@@ -531,6 +531,17 @@ def test_a_failing_run_under_jobs_stops_the_others_at_a_checkpoint(tmp_path, cla
     assert processes_mentioning(out) == []
 
 
+def test_no_run_starts_after_the_study_was_interrupted(tmp_path):
+    children = study.ChildRuns()
+    marker = tmp_path / "ran"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"]
+    assert children.run(command, tmp_path / "a.log") == 0 and marker.is_file()
+    marker.unlink()
+    children.interrupt()
+    assert children.run(command, tmp_path / "b.log") == 130  # as Ctrl-C: resumable later
+    assert not marker.exists()
+
+
 def test_jobs_is_for_the_local_launcher(tmp_path, classifier):
     grid = write_grid(tmp_path / "small.toml", SMALL_GRID.format(classifier=classifier))
     result = study_cli(str(grid), "--out", str(tmp_path / "o"), "--jobs", "2", "--launcher",

@@ -174,14 +174,18 @@ class ChildRuns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen] = set()
+        self._interrupted = False
 
     def run(self, command: list[str], log: Path) -> int:
-        """Run ``command`` to its end, its output appended to ``log``; its exit status."""
+        """Run ``command`` to its end, its output appended to ``log``; its exit status (130,
+        as for Ctrl-C, without starting it once :meth:`interrupt` was called)."""
         with log.open("ab") as sink:
-            proc = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            with self._lock:
+            with self._lock:  # so that no run starts between an interrupt and its signals
+                if self._interrupted:
+                    return 130
+                proc = subprocess.Popen(
+                    command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+                )
                 self._running.add(proc)
             try:
                 return proc.wait()
@@ -190,8 +194,10 @@ class ChildRuns:
                     self._running.discard(proc)
 
     def interrupt(self) -> None:
-        """Ask every running run to checkpoint and stop (SIGINT, as Ctrl-C would)."""
+        """Ask every running run to checkpoint and stop (SIGINT, as Ctrl-C would); start no
+        other."""
         with self._lock:
+            self._interrupted = True
             for proc in self._running:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGINT)
