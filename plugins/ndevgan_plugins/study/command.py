@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -138,7 +137,6 @@ class _Study:
     echo: Callable[[str], None]
     finished: list[str] = attrs.field(factory=list)
     interrupted: str | None = None
-    _stop: threading.Event = attrs.field(factory=threading.Event)
     _children: ChildRuns = attrs.field(factory=ChildRuns)
 
     def prefix(self, index: int, plan: PlannedRun) -> str:
@@ -258,7 +256,6 @@ class _Study:
         no new run starts, and the interrupted ones are reported."""
 
         def stop(signum: int, frame: Any) -> None:
-            self._stop.set()
             self._children.interrupt()
 
         ignore = signal.signal(signal.SIGINT, stop) if sys.platform != "win32" else None
@@ -274,7 +271,7 @@ class _Study:
                         step = future.result()
                         if step is None:  # never started: the study was stopped first
                             continue
-                        if self.trained(index, plan, step) and not self._stop.is_set():
+                        if self.trained(index, plan, step) and not self._children.interrupted:
                             self.evaluate(index, plan, self.out / RUNS_DIR / plan.run_id)
                         elif step >= plan.config.run.iterations and self.interrupted is None:
                             self.interrupted = plan.run_id
@@ -287,7 +284,7 @@ class _Study:
                 signal.signal(signal.SIGINT, ignore)
 
     def _train_one(self, index: int, plan: PlannedRun, state: RunState) -> int | None:
-        if self._stop.is_set():
+        if self._children.interrupted:
             return None
         run_dir = self.out / RUNS_DIR / plan.run_id
         resume = self.start(index, plan, run_dir, state)

@@ -193,6 +193,11 @@ class ChildRuns:
                 with self._lock:
                     self._running.discard(proc)
 
+    @property
+    def interrupted(self) -> bool:
+        """Whether :meth:`interrupt` was called (the study is stopping)."""
+        return self._interrupted
+
     def interrupt(self) -> None:
         """Ask every running run to checkpoint and stop (SIGINT, as Ctrl-C would); start no
         other."""
