@@ -101,18 +101,19 @@ def registry() -> Registry:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, registry):
-    """``checkpoint(backbone, temporal, **temporal_options)`` → a checkpoint of that tiny
-    generator (random weights, seeded), made once per module."""
+    """``checkpoint(backbone, temporal, backbone_options, **temporal_options)`` → a checkpoint
+    of that tiny generator (random weights, seeded), made once per module."""
     made: dict[Any, Path] = {}
     where = tmp_path_factory.mktemp("checkpoints")
 
-    def make(backbone: str, temporal: str = "", **options: Any) -> Path:
-        key = (backbone, temporal, tuple(sorted(options.items())))
+    def make(backbone: str, temporal: str = "", backbone_options: Any = (), **options: Any) -> Path:
+        backbone_options = dict(backbone_options)
+        key = (backbone, temporal, tuple(sorted(options.items())), tuple(backbone_options.items()))
         if key not in made:
             short = backbone.split(".")[1]
             raw: dict[str, Any] = {
                 "plugins": {"backbone": backbone, "temporal": temporal},
-                "backbone": {short: {"preset": "tiny"}},
+                "backbone": {short: {"preset": "tiny", **backbone_options}},
             }
             if temporal:
                 raw["temporal"] = {temporal.split(".")[1]: dict(options)}
@@ -181,6 +182,17 @@ def test_ode_export_parity_metadata_and_runtime(ode_export, registry):
         gen(np.zeros((2, 100), np.float32), noise=np.zeros((2, 4, 100), np.float32))
     # The loaded model is never modified: its solver is still the training one.
     assert loaded.generator.temporal.solver.backend == "torchdiffeq"
+
+
+@pytest.mark.parametrize("colour", ["free", "flat"])
+def test_sprite_image_generator_exports_with_its_warp(colour, checkpoint, registry, tmp_path):
+    options = {"image_generator": "sprite", "sprite_colour": colour}
+    ckpt = checkpoint("backbone.tgan", "temporal.ode", backbone_options=options)
+    report = export_onnx(ckpt, tmp_path / "g.onnx", registry=registry)
+    assert report.max_error <= 1e-4
+    gen = OnnxVideoGenerator(tmp_path / "g.onnx", "cpu")
+    expected = sample_videos(load_generator(ckpt, registry).generator, 3, seed=2)
+    np.testing.assert_allclose(gen.generate(3, seed=2), expected.transpose(1, 2).numpy(), atol=1e-4)
 
 
 def test_unrolled_rk4_equals_torchdiffeq_rk4_exactly(checkpoint, registry, tmp_path):

@@ -361,3 +361,117 @@ def test_nearest_upsampling_has_no_transposed_convolution_but_the_last():
     assert gan.generator(z).shape == (2, 3, 16, 32, 32)
     with pytest.raises(ConfigError, match="upsample: expected one of"):
         build_config(TGANConfig, {"upsample": "bilinear"}, "backbone.tgan")
+
+
+class _FixedSprite(nn.Module):
+    """Stands in for the sprite generator's convolution stack: always this sprite."""
+
+    def __init__(self, sprite: torch.Tensor) -> None:
+        super().__init__()
+        self.sprite = sprite
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.sprite.expand(h.shape[0], -1, -1, -1)
+
+
+def _posed_sprite_generator(pose: list[float], sprite: torch.Tensor, **options):
+    """The tiny sprite G1 at 32×32 with a fixed sprite, a −1 background and a constant pose
+    (the pose network's raw outputs: centre x, y before tanh, angle / π, log-scale code)."""
+    gan = _small_tgan(image_generator="sprite", **options)
+    image = gan.generator.image
+    image.up = _FixedSprite(sprite)
+    with torch.no_grad():
+        image.background.weight.zero_()
+        image.background.bias.fill_(-20.0)
+        image.pose[-1].weight.zero_()
+        image.pose[-1].bias.copy_(torch.tensor(pose))
+    return image.eval()
+
+
+def test_sprite_generator_draws_its_sprite_where_the_pose_says():
+    size = 32
+    torch.manual_seed(1)
+    logits = torch.randn(1, 4, size // 2, size // 2) * 3
+    rgb = torch.tanh(logits[:, :3])
+    latents, z = torch.zeros(1, 2, 8), torch.zeros(1, 8)
+
+    def frame(pose):
+        return _posed_sprite_generator(pose, logits)(latents, z)[0, 0]
+
+    image = _posed_sprite_generator([0.0, 0.0, 0.0, 0.0], logits)
+    alpha = torch.sigmoid(logits[0, 3:]) * image.window
+    expected = rgb[0] * alpha + (1 - alpha) * -1.0
+    centred = frame([0.0, 0.0, 0.0, 0.0])
+    # Scale code 0 is half the frame: the sprite's pixels land 1:1 on the middle 16×16 pixels.
+    torch.testing.assert_close(centred[:, 8:24, 8:24], expected, atol=1e-5, rtol=0)
+    outside = torch.ones(size, size, dtype=torch.bool)
+    outside[8:24, 8:24] = False
+    torch.testing.assert_close(centred[:, outside], torch.full((3, int(outside.sum())), -1.0))
+    # A centre at x = atanh(0.25) is 4 pixels right; an angle of π/2 is a quarter turn.
+    right = frame([math.atanh(0.25), 0.0, 0.0, 0.0])
+    torch.testing.assert_close(right[:, 8:24, 12:28], expected, atol=1e-5, rtol=0)
+    turned = frame([0.0, 0.0, 0.5, 0.0])
+    torch.testing.assert_close(
+        turned[:, 8:24, 8:24], torch.rot90(expected, 1, dims=(1, 2)), atol=1e-5, rtol=0
+    )
+    # Scale code +∞ is a quarter of the frame: the sprite shrinks to the middle 8×8 pixels.
+    small = frame([0.0, 0.0, 0.0, 20.0])
+    assert (small[:, 12:20, 12:20] > -1.0 + 1e-3).any()
+    shrunk = torch.ones(size, size, dtype=torch.bool)
+    shrunk[12:20, 12:20] = False
+    assert (small[:, shrunk] + 1.0).abs().max() < 1e-6
+
+
+def test_sprite_opacity_fades_to_nothing_outside_its_inscribed_circle():
+    image = _small_tgan(image_generator="sprite").generator.image
+    window = image.window
+    assert window.shape == (16, 16)
+    ramp = (torch.arange(16) + 0.5) / 16 * 2 - 1
+    radius = torch.hypot(ramp[:, None], ramp[None, :])
+    assert (window[radius >= 1] == 0).all() and (window[radius <= 0.85] == 1).all()
+    z = torch.rand(3, 8) * 2 - 1
+    frames = image(torch.randn(3, 4, 8), z)
+    assert frames.shape == (3, 4, 3, 32, 32) and frames.abs().max() <= 1
+
+
+def test_flat_sprite_colour_is_one_colour_per_video():
+    gan = _small_tgan(image_generator="sprite", sprite_colour="flat")
+    image = gan.generator.image
+    assert image.up[-1].out_channels == 1 and image.colour.out_features == 3
+    with torch.no_grad():
+        image.background.weight.zero_()
+        image.background.bias.fill_(-20.0)  # background −1
+    frames = image(torch.randn(2, 3, 8), torch.rand(2, 8) * 2 - 1)
+    for video in range(2):
+        shown = frames[video] + 1  # = (colour + 1) · opacity
+        channel_sum = shown.sum(dim=1)
+        lit = channel_sum > 1e-3
+        assert lit.any()
+        share = shown / channel_sum.clamp_min(1e-12).unsqueeze(1)
+        colour = share.permute(1, 0, 2, 3)[:, lit]
+        assert (colour - colour[:, :1]).abs().max() < 1e-4  # the same hue at every lit pixel
+    with pytest.raises(ConfigError, match='sprite_colour: .flat. needs image_generator = "sprite"'):
+        build_config(TGANConfig, {"sprite_colour": "flat"}, "backbone.tgan")
+
+
+def test_sprite_generator_parameter_count():
+    config = build_config(
+        TGANConfig,
+        {"preset": "tiny", "image_generator": "sprite", "g_channels": 32},
+        "backbone.tgan",
+    )
+    image = (
+        TGANBackbone(config)
+        .build(Conv1dTemporal(Conv1dTemporalConfig(), TGANBackbone(config).temporal_spec()))
+        .generator.image
+    )
+    top = 32 * 2**2  # two ×2 levels from 4×4 to the 16×16 sprite
+    expected = (
+        100 * top * 16 + 2 * top * 16  # Linear (no bias) + BN
+        + conv_params(top, top // 2, 9, False) + 2 * (top // 2)
+        + conv_params(top // 2, top // 4, 9, False) + 2 * (top // 4)
+        + conv_params(top // 4, 4, 9, True)  # RGB + opacity
+        + 100 * 48 + 48  # background 3×4×4
+        + 200 * 64 + 64 + 64 * 4 + 4  # pose MLP
+    )  # fmt: skip
+    assert nd.count_parameters(image) == expected

@@ -30,9 +30,14 @@ RECIPES = {
     "nearest, fresh": {"upsample": "nearest", "generator_fakes": "fresh"},
     "nearest, reuse (tiny)": {"upsample": "nearest", "generator_fakes": "reuse"},
     "transposed, reuse": {"upsample": "transposed", "generator_fakes": "reuse"},
+    "sprite G1 (g32), reuse (demo)": {
+        "image_generator": "sprite",
+        "g_channels": 32,
+        "generator_fakes": "reuse",
+    },
 }
-"""The `tiny` recipe's two costs, side by side: G1's up-sampling and how many batches of videos
-an iteration renders (docs/TINY_RECIPE.md)."""
+"""The `tiny` recipe's costs, side by side: G1's up-sampling, how many batches of videos an
+iteration renders, and the demo's sprite image generator (docs/TINY_RECIPE.md)."""
 
 
 def build(
@@ -137,10 +142,10 @@ def recipe_table(registry: Registry, args: argparse.Namespace) -> None:
             start = 2 + block * args.steps
             times[name].append(time_steps(gan, opts, real, args.steps, start, args.device))
     base = statistics.median(times[next(iter(RECIPES))])
-    print(f"\n{'tiny TGAN-ODE step':<26} {'ms':>8} {'ratio':>7}")
+    print(f"\n{'tiny TGAN-ODE step':<30} {'ms':>8} {'ratio':>7}")
     for name, values in times.items():
         ms = statistics.median(values)
-        print(f"{name:<26} {ms * 1e3:>8.1f} {ms / base:>6.2f}×")
+        print(f"{name:<30} {ms * 1e3:>8.1f} {ms / base:>6.2f}×")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 REUSE = "backbone.tgan.generator_fakes=reuse"
 NEAREST = "backbone.tgan.upsample=nearest"
 TRANSPOSED = "backbone.tgan.upsample=transposed"
+SPRITE = "backbone.tgan.image_generator=sprite"
 ADAM = ["backbone.tgan.optimizer=adam", "backbone.tgan.beta1=0.0", "backbone.tgan.beta2=0.9"]
 HINGE_SN = [
     "backbone.tgan.loss=hinge",
@@ -151,6 +152,21 @@ VARIANTS: dict[str, list[str]] = {
     ],
     "hinge-sn-adam-nearest-ema": [*HINGE_SN, *ADAM, "backbone.tgan.lr=2e-4", "run.ema=0.99"],
     "d32-frame4": ["backbone.tgan.d_channels=32", "backbone.tgan.frame_critic=4"],
+    # session 10: the sprite image generator (a sprite per video, placed per frame)
+    "sprite": [SPRITE],
+    "sprite-d32": [SPRITE, "backbone.tgan.d_channels=32"],
+    "sprite-g32": [SPRITE, "backbone.tgan.g_channels=32"],
+    "sprite-g32-ema": [SPRITE, "backbone.tgan.g_channels=32", "run.ema=0.99"],
+    "sprite-g32-lr2e-3": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.lr=2e-3"],
+    "sprite-g32-lr5e-4": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.lr=5e-4"],
+    "sprite-g32-lr2e-3-ema": [
+        SPRITE,
+        "backbone.tgan.g_channels=32",
+        "backbone.tgan.lr=2e-3",
+        "run.ema=0.999",
+    ],
+    "sprite-g32-flat": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.sprite_colour=flat"],
+    "sprite-g32-b16": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.batch_size=16"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the 0.1 demo, and it with the authors' choices where `tiny` keeps ndevgan's (measured

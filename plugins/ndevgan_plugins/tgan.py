@@ -209,6 +209,20 @@ class TGANConfig:
         "discriminator, same loss and normalisation as the video critic; 0: none, the paper)",
         non_negative,
     )
+    image_generator: str = option(
+        "convolutional",
+        "convolutional (the paper: each frame up-sampled from a 4×4 map of (z, z_t)) or "
+        "sprite (z draws one RGBA sprite at half size and a smooth background; each frame "
+        "latent places the sprite with a translation, rotation and scale, warped by bilinear "
+        "sampling: docs/TINY_RECIPE.md)",
+        one_of("convolutional", "sprite"),
+    )
+    sprite_colour: str = option(
+        "free",
+        "sprite image G: free (a colour per sprite pixel) or flat (one colour per video from z; "
+        "the sprite draws only its opacity)",
+        one_of("free", "flat"),
+    )
     generator_fakes: str = option(
         "fresh",
         "videos the generator step scores: fresh (new latents, the paper's code) or reuse "
@@ -227,6 +241,11 @@ class TGANConfig:
             raise ConfigError(
                 f"frames: the critic halves time {layers} times at size {self.size}, so it "
                 f"needs at least {2**layers} frames; got {self.frames}"
+            )
+        if self.sprite_colour != "free" and self.image_generator != "sprite":
+            raise ConfigError(
+                f'sprite_colour: {self.sprite_colour!r} needs image_generator = "sprite", '
+                f"got image_generator = {self.image_generator!r}"
             )
         if self.frame_critic > self.frames:
             raise ConfigError(
@@ -281,6 +300,97 @@ class ImageGenerator(nd.ImageGenerator):
         return frames.view(b, t, *frames.shape[1:])
 
 
+class SpriteImageGenerator(nd.ImageGenerator):
+    """G1 as one layer over a background: ``z`` → Linear + BN + ReLU to a 4×4 map, nearest
+    ×2 + 3×3 convolution levels (BN + ReLU) down to ``g_channels`` at half the frame size, and
+    a 3×3 convolution to a sprite (RGB by tanh, opacity by sigmoid); ``z`` → a 3×4×4 map
+    bilinearly up-sampled to the frame, by tanh, as the background. Each frame latent with
+    ``z`` → an MLP (64 hidden units) → the sprite's centre (tanh, in frame coordinates
+    [-1, 1]), angle and scale (0.25–1 of the frame: half at 0), which place the
+    opacity-premultiplied sprite on the frame by an affine grid and bilinear sampling.
+    Motion is then a path of four numbers, and rendering cost is one sprite per video."""
+
+    POSE_HIDDEN: ClassVar[int] = 64
+
+    def __init__(self, config: TGANConfig) -> None:
+        super().__init__()
+        self.size = config.size
+        sprite = config.size // 2
+        levels = int(math.log2(sprite // 4))
+        top = config.g_channels * 2**levels
+        self.top = top
+        self.fc = nn.Sequential(
+            nn.Linear(config.latent_dim, top * 16, bias=False),
+            nn.BatchNorm1d(top * 16),
+            nn.ReLU(inplace=True),
+        )
+        layers: list[nn.Module] = []
+        c = top
+        for _ in range(levels):
+            layers += [
+                nn.Upsample(scale_factor=2),
+                nn.Conv2d(c, c // 2, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(inplace=True),
+            ]
+            c //= 2
+        self.flat = config.sprite_colour == "flat"
+        layers.append(nn.Conv2d(c, 1 if self.flat else 4, 3, 1, 1))
+        self.colour = nn.Linear(config.latent_dim, 3) if self.flat else None
+        self.up = nn.Sequential(*layers)
+        self.background = nn.Linear(config.latent_dim, 3 * 16)
+        # The sprite's opacity fades to 0 at the inscribed circle of its square, so neither the
+        # square's edges nor its corners (which a rotation would cut off) ever show.
+        ramp = (torch.arange(sprite, dtype=torch.float32) + 0.5) / sprite * 2 - 1
+        radius = torch.hypot(ramp[:, None], ramp[None, :])
+        self.register_buffer("window", ((1 - radius) / 0.15).clamp(0, 1), persistent=False)
+        # Pixel centres of the frame in [-1, 1] (x, y, 1): the warp is one matrix product, which
+        # exports to ONNX where torch's affine_grid does not.
+        coords = (torch.arange(config.size, dtype=torch.float32) + 0.5) / config.size * 2 - 1
+        y, x = torch.meshgrid(coords, coords, indexing="ij")
+        pixels = torch.stack([x, y, torch.ones_like(x)], dim=-1).view(-1, 3)
+        self.register_buffer("pixels", pixels, persistent=False)
+        self.pose = nn.Sequential(
+            nn.Linear(2 * config.latent_dim, self.POSE_HIDDEN),
+            nn.ReLU(inplace=True),
+            nn.Linear(self.POSE_HIDDEN, 4),
+        )
+        if config.init == "published":
+            for layer in self.modules():
+                if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                    nn.init.uniform_(layer.weight, -0.01, 0.01)
+
+    def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
+        b, t = latents.shape[:2]
+        size = self.size
+        sprite = self.up(self.fc(z).view(b, self.top, 4, 4))
+        alpha = torch.sigmoid(sprite[:, -1:]) * self.window
+        if self.colour is not None:
+            colour = torch.tanh(self.colour(z)).view(b, 3, 1, 1)
+        else:
+            colour = torch.tanh(sprite[:, :3])
+        layer = torch.cat([colour * alpha, alpha], dim=1)
+        background = self.background(z).view(b, 3, 4, 4)
+        background = torch.tanh(
+            F.interpolate(background, size=(size, size), mode="bilinear", align_corners=False)
+        )
+        pose = self.pose(torch.cat([latents, z.unsqueeze(1).expand(b, t, -1)], dim=2))
+        centre = torch.tanh(pose[..., :2]).reshape(b * t, 2, 1)
+        angle = math.pi * pose[..., 2].reshape(b * t)
+        # Sampling coordinates: input = s·R·(output − centre), so the sprite's middle lands on
+        # the centre and the sprite covers 2/s of the frame's width (s in [1, 4], 2 at 0).
+        scale = 2.0 * torch.exp(math.log(2.0) * torch.tanh(pose[..., 3])).reshape(b * t)
+        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+        theta = torch.cat([linear, -linear @ centre], dim=2)
+        grid = (self.pixels @ theta.transpose(1, 2)).view(b * t, size, size, 2)
+        layers = layer.unsqueeze(1).expand(b, t, -1, -1, -1).reshape(b * t, 4, *layer.shape[2:])
+        placed = F.grid_sample(layers, grid, mode="bilinear", align_corners=False)
+        placed = placed.view(b, t, 4, size, size)
+        return placed[:, :, :3] + (1 - placed[:, :, 3:]) * background.unsqueeze(1)
+
+
 class Critic(nn.Module):
     """The 3-D convolutional critic: Conv3d k4 s2 p1 layers (BN after all but the first,
     LeakyReLU 0.2) down to 4×4 pixels, then one convolution over the remaining extent to a
@@ -321,6 +431,12 @@ class Critic(nn.Module):
         return self.score(self.features(video)).flatten()
 
 
+IMAGE_GENERATORS: dict[str, type[nd.ImageGenerator]] = {
+    "convolutional": ImageGenerator,
+    "sprite": SpriteImageGenerator,
+}
+
+
 class TGAN(nd.VideoGAN):
     """TGAN's networks and its WGAN + singular value clipping training step."""
 
@@ -328,7 +444,10 @@ class TGAN(nd.VideoGAN):
         super().__init__()
         self.config = config
         self.generator = nd.VideoGenerator(
-            temporal, ImageGenerator(config), (config.latent_dim,), "uniform"
+            temporal,
+            IMAGE_GENERATORS[config.image_generator](config),
+            (config.latent_dim,),
+            "uniform",
         )
         critics = {"video": Critic(config)}
         if config.frame_critic:
