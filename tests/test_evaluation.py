@@ -646,7 +646,7 @@ def test_trained_demo_checkpoint_has_a_better_fid_than_its_initialisation(tmp_pa
     from ndevgan_core.training.trainer import Trainer
 
     registry = Registry(entry_points=False, disabled=())
-    overrides = ["run.iterations=300", "run.checkpoint_every=300", "run.sample_every=300"]
+    overrides = ["run.iterations=2000", "run.checkpoint_every=2000", "run.sample_every=2000"]
     config = resolve(
         raw_config(None, (), [*overrides, "run.progress=false"], demo_config()), registry
     )
@@ -654,7 +654,7 @@ def test_trained_demo_checkpoint_has_a_better_fid_than_its_initialisation(tmp_pa
     trainer.save()  # step 0: the untrained initialisation
     run_dir = trainer.fit()
     fids = {}
-    for step in (0, 300):
+    for step in (0, 2000):
         out = tmp_path / f"step{step}.json"
         ckpt = run_dir / "checkpoints" / f"step-{step:08d}.pt"
         ndevgan(
@@ -664,7 +664,9 @@ def test_trained_demo_checkpoint_has_a_better_fid_than_its_initialisation(tmp_pa
         record = json.loads(out.read_text())
         assert record["n"] == 2048 and record["classifier"]["path"].endswith("shapes_c3d.pt")
         fids[step] = {r["metric"]: r for r in record["results"]}["fid"]["mean"]
-    assert fids[300] < 0.9 * fids[0], fids  # measured with the earlier recipe: 212 against 263
+    # the sprite G's FID stays near its start for ~1,000 steps (docs/TINY_RECIPE.md), then
+    # falls: about 150 at 2,000 steps in the recipe search
+    assert fids[2000] < 0.9 * fids[0], fids
     (cached,) = (tmp_path / "cache" / "fid-stats").glob("*.npz")  # one file: computed, reused
     env = {"NDEVGAN_CACHE": str(tmp_path / "cache")}
     found = ndevgan("metrics", "stats", str(run_dir), "--no-progress", env=env)

@@ -169,6 +169,11 @@ VARIANTS: dict[str, list[str]] = {
     "sprite-g32-b16": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.batch_size=16"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
+    # the demo's recipe with each other temporal family (session 10: the sprite image G)
+    "demo-conv1d": ["plugins.temporal=temporal.conv1d"],
+    "demo-ode2": ["temporal.ode.order=2"],
+    "demo-ode3": ["temporal.ode.order=3"],
+    "demo-sde": ["plugins.temporal=temporal.sde"],
     # the 0.1 demo, and it with the authors' choices where `tiny` keeps ndevgan's (measured
     # against each other in docs/FIDELITY.md)
     "demo-0.1": OLD_TINY,
