@@ -165,6 +165,8 @@ VARIANTS: dict[str, list[str]] = {
         "backbone.tgan.lr=2e-3",
         "run.ema=0.999",
     ],
+    "sprite-g32-frame4": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.frame_critic=4"],
+    "sprite-g32-d32": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.d_channels=32"],
     "sprite-g32-flat": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.sprite_colour=flat"],
     "sprite-g32-b16": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.batch_size=16"],
     # the demo as shipped: whatever the tiny preset and demo config say now
