@@ -158,7 +158,6 @@ VARIANTS: dict[str, list[str]] = {
     "sprite-g32": [SPRITE, "backbone.tgan.g_channels=32"],
     "sprite-g32-ema": [SPRITE, "backbone.tgan.g_channels=32", "run.ema=0.99"],
     "sprite-g32-lr2e-3": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.lr=2e-3"],
-    "sprite-g32-lr5e-4": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.lr=5e-4"],
     "sprite-g32-lr2e-3-ema": [
         SPRITE,
         "backbone.tgan.g_channels=32",
