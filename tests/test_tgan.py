@@ -452,6 +452,8 @@ def test_flat_sprite_colour_is_one_colour_per_video():
         assert (colour - colour[:, :1]).abs().max() < 1e-4  # the same hue at every lit pixel
     with pytest.raises(ConfigError, match='sprite_colour: .flat. needs image_generator = "sprite"'):
         build_config(TGANConfig, {"sprite_colour": "flat"}, "backbone.tgan")
+    with pytest.raises(ConfigError, match="image_generator: expected one of"):
+        build_config(TGANConfig, {"image_generator": "sprites"}, "backbone.tgan")
 
 
 def test_sprite_generator_parameter_count():

@@ -334,9 +334,9 @@ class SpriteImageGenerator(nd.ImageGenerator):
                 nn.ReLU(inplace=True),
             ]
             c //= 2
-        self.flat = config.sprite_colour == "flat"
-        layers.append(nn.Conv2d(c, 1 if self.flat else 4, 3, 1, 1))
-        self.colour = nn.Linear(config.latent_dim, 3) if self.flat else None
+        flat = config.sprite_colour == "flat"
+        layers.append(nn.Conv2d(c, 1 if flat else 4, 3, 1, 1))
+        self.colour = nn.Linear(config.latent_dim, 3) if flat else None
         self.up = nn.Sequential(*layers)
         self.background = nn.Linear(config.latent_dim, 3 * 16)
         # The sprite's opacity fades to 0 at the inscribed circle of its square, so neither the
@@ -379,7 +379,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
         centre = torch.tanh(pose[..., :2]).reshape(b * t, 2, 1)
         angle = math.pi * pose[..., 2].reshape(b * t)
         # Sampling coordinates: input = s·R·(output − centre), so the sprite's middle lands on
-        # the centre and the sprite covers 2/s of the frame's width (s in [1, 4], 2 at 0).
+        # the centre and the sprite spans 1/s of the frame's width (s in [1, 4], 2 at 0).
         scale = 2.0 * torch.exp(math.log(2.0) * torch.tanh(pose[..., 3])).reshape(b * t)
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
         linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
