@@ -374,11 +374,10 @@ class _FixedSprite(nn.Module):
         return self.sprite.expand(h.shape[0], -1, -1, -1)
 
 
-def _posed_sprite_generator(pose: list[float], sprite: torch.Tensor, **options):
+def _posed_sprite_generator(pose: list[float], sprite: torch.Tensor):
     """The tiny sprite G1 at 32×32 with a fixed sprite, a −1 background and a constant pose
     (the pose network's raw outputs: centre x, y before tanh, angle / π, log-scale code)."""
-    gan = _small_tgan(image_generator="sprite", **options)
-    image = gan.generator.image
+    image = _small_tgan(image_generator="sprite").generator.image
     image.up = _FixedSprite(sprite)
     with torch.no_grad():
         image.background.weight.zero_()

@@ -254,6 +254,39 @@ class TGANConfig:
             )
 
 
+def _projection(latent_dim: int, features: int) -> nn.Sequential:
+    """A latent → Linear (no bias) + BN + ReLU: G1's first map, flattened."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, features, bias=False),
+        nn.BatchNorm1d(features),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _up_levels(channels: int, levels: int, upsample: str) -> list[nn.Module]:
+    """``levels`` ×2 up-samplings, each halving ``channels`` and followed by BN + ReLU: a 4×4
+    stride-2 transposed convolution, or nearest ×2 then a 3×3 convolution (both without bias)."""
+    layers: list[nn.Module] = []
+    for _ in range(levels):
+        if upsample == "nearest":
+            layers += [
+                nn.Upsample(scale_factor=2),
+                nn.Conv2d(channels, channels // 2, 3, 1, 1, bias=False),
+            ]
+        else:
+            layers.append(nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=False))
+        layers += [nn.BatchNorm2d(channels // 2), nn.ReLU(inplace=True)]
+        channels //= 2
+    return layers
+
+
+def _published_init(generator: nn.Module) -> None:
+    """The published G1 init: every Linear and convolution weight U(−0.01, 0.01)."""
+    for layer in generator.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.uniform_(layer.weight, -0.01, 0.01)
+
+
 class ImageGenerator(nd.ImageGenerator):
     """G1: (z_slow, z_fast) → a frame. Each latent → Linear (no bias) + BN + ReLU to
     (c/2)×4×4, concatenated to c×4×4, then up-convolutions (k4 s2 p1, no bias, BN + ReLU)
@@ -264,31 +297,13 @@ class ImageGenerator(nd.ImageGenerator):
         levels = int(math.log2(config.size // 4))
         top = config.g_channels * 2**levels
         self.top = top
-        self.fc_slow = nn.Sequential(
-            nn.Linear(config.latent_dim, top // 2 * 16, bias=False),
-            nn.BatchNorm1d(top // 2 * 16),
-            nn.ReLU(inplace=True),
-        )
-        self.fc_fast = nn.Sequential(
-            nn.Linear(config.latent_dim, top // 2 * 16, bias=False),
-            nn.BatchNorm1d(top // 2 * 16),
-            nn.ReLU(inplace=True),
-        )
-        layers: list[nn.Module] = []
-        c = top
-        for _ in range(levels):
-            if config.upsample == "nearest":
-                layers += [nn.Upsample(scale_factor=2), nn.Conv2d(c, c // 2, 3, 1, 1, bias=False)]
-            else:
-                layers.append(nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False))
-            layers += [nn.BatchNorm2d(c // 2), nn.ReLU(inplace=True)]
-            c //= 2
-        layers += [nn.ConvTranspose2d(c, 3, 3, 1, 1), nn.Tanh()]
+        self.fc_slow = _projection(config.latent_dim, top // 2 * 16)
+        self.fc_fast = _projection(config.latent_dim, top // 2 * 16)
+        layers = _up_levels(top, levels, config.upsample)
+        layers += [nn.ConvTranspose2d(top >> levels, 3, 3, 1, 1), nn.Tanh()]
         self.up = nn.Sequential(*layers)
         if config.init == "published":
-            for layer in self.modules():
-                if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                    nn.init.uniform_(layer.weight, -0.01, 0.01)
+            _published_init(self)
 
     def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
@@ -319,23 +334,10 @@ class SpriteImageGenerator(nd.ImageGenerator):
         levels = int(math.log2(sprite // 4))
         top = config.g_channels * 2**levels
         self.top = top
-        self.fc = nn.Sequential(
-            nn.Linear(config.latent_dim, top * 16, bias=False),
-            nn.BatchNorm1d(top * 16),
-            nn.ReLU(inplace=True),
-        )
-        layers: list[nn.Module] = []
-        c = top
-        for _ in range(levels):
-            layers += [
-                nn.Upsample(scale_factor=2),
-                nn.Conv2d(c, c // 2, 3, 1, 1, bias=False),
-                nn.BatchNorm2d(c // 2),
-                nn.ReLU(inplace=True),
-            ]
-            c //= 2
+        self.fc = _projection(config.latent_dim, top * 16)
+        layers = _up_levels(top, levels, "nearest")
         flat = config.sprite_colour == "flat"
-        layers.append(nn.Conv2d(c, 1 if flat else 4, 3, 1, 1))
+        layers.append(nn.Conv2d(top >> levels, 1 if flat else 4, 3, 1, 1))
         self.colour = nn.Linear(config.latent_dim, 3) if flat else None
         self.up = nn.Sequential(*layers)
         self.background = nn.Linear(config.latent_dim, 3 * 16)
@@ -356,9 +358,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
             nn.Linear(self.POSE_HIDDEN, 4),
         )
         if config.init == "published":
-            for layer in self.modules():
-                if isinstance(layer, (nn.Linear, nn.Conv2d)):
-                    nn.init.uniform_(layer.weight, -0.01, 0.01)
+            _published_init(self)
 
     def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
@@ -385,8 +385,8 @@ class SpriteImageGenerator(nd.ImageGenerator):
         linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
         theta = torch.cat([linear, -linear @ centre], dim=2)
         grid = (self.pixels @ theta.transpose(1, 2)).view(b * t, size, size, 2)
-        layers = layer.unsqueeze(1).expand(b, t, -1, -1, -1).reshape(b * t, 4, *layer.shape[2:])
-        placed = F.grid_sample(layers, grid, mode="bilinear", align_corners=False)
+        per_frame = layer.unsqueeze(1).expand(b, t, -1, -1, -1).reshape(b * t, *layer.shape[1:])
+        placed = F.grid_sample(per_frame, grid, mode="bilinear", align_corners=False)
         placed = placed.view(b, t, 4, size, size)
         return placed[:, :, :3] + (1 - placed[:, :, 3:]) * background.unsqueeze(1)
 
