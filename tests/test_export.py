@@ -184,9 +184,9 @@ def test_ode_export_parity_metadata_and_runtime(ode_export, registry):
     assert loaded.generator.temporal.solver.backend == "torchdiffeq"
 
 
-@pytest.mark.parametrize("colour", ["free", "flat"])
-def test_sprite_image_generator_exports_with_its_warp(colour, checkpoint, registry, tmp_path):
-    options = {"image_generator": "sprite", "sprite_colour": colour}
+@pytest.mark.parametrize(("colour", "size"), [("free", "half"), ("flat", "half"), ("free", "full")])
+def test_sprite_image_generator_exports_with_its_warp(colour, size, checkpoint, registry, tmp_path):
+    options = {"image_generator": "sprite", "sprite_colour": colour, "sprite_size": size}
     ckpt = checkpoint("backbone.tgan", "temporal.ode", backbone_options=options)
     report = export_onnx(ckpt, tmp_path / "g.onnx", registry=registry)
     assert report.max_error <= 1e-4

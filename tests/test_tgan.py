@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import ndevgan_core as nd
 from ndevgan_core.config import build_config
@@ -374,10 +375,10 @@ class _FixedSprite(nn.Module):
         return self.sprite.expand(h.shape[0], -1, -1, -1)
 
 
-def _posed_sprite_generator(pose: list[float], sprite: torch.Tensor):
+def _posed_sprite_generator(pose: list[float], sprite: torch.Tensor, **options):
     """The tiny sprite G1 at 32×32 with a fixed sprite, a −1 background and a constant pose
     (the pose network's raw outputs: centre x, y before tanh, angle / π, log-scale code)."""
-    image = _small_tgan(image_generator="sprite").generator.image
+    image = _small_tgan(image_generator="sprite", **options).generator.image
     image.up = _FixedSprite(sprite)
     with torch.no_grad():
         image.background.weight.zero_()
@@ -421,6 +422,35 @@ def test_sprite_generator_draws_its_sprite_where_the_pose_says():
     assert (small[:, shrunk] + 1.0).abs().max() < 1e-6
 
 
+def test_a_full_size_sprite_spans_the_frame_one_to_one_and_half_of_it_averaged():
+    torch.manual_seed(2)
+    logits = torch.randn(1, 4, 32, 32) * 3
+    latents, z = torch.zeros(1, 2, 8), torch.zeros(1, 8)
+    image = _posed_sprite_generator([0.0, 0.0, 0.0, 0.0], logits, sprite_size="full")
+    assert image.window.shape == (32, 32)
+    alpha = torch.sigmoid(logits[0, 3:]) * image.window
+    premultiplied = torch.tanh(logits[0, :3]) * alpha
+    # Scale code −∞ is the whole frame: the sprite's 32×32 pixels land 1:1.
+    whole = _posed_sprite_generator([0.0, 0.0, 0.0, -20.0], logits, sprite_size="full")
+    torch.testing.assert_close(
+        whole(latents, z)[0, 0], premultiplied - (1 - alpha), atol=1e-5, rtol=0
+    )
+    # Scale code 0 is half the frame: each output pixel is the mean of a 2×2 block of the sprite.
+    half = image(latents, z)[0, 0, :, 8:24, 8:24]
+    pooled_colour = F.avg_pool2d(premultiplied, 2)
+    pooled_alpha = F.avg_pool2d(alpha, 2)
+    torch.testing.assert_close(half, pooled_colour - (1 - pooled_alpha), atol=1e-5, rtol=0)
+
+    # The full sprite takes one more up-sampling level than the half one.
+    def convolutions(**options):
+        up = _small_tgan(image_generator="sprite", **options).generator.image.up
+        return sum(isinstance(m, nn.Conv2d) for m in up)
+
+    assert convolutions(sprite_size="full") == convolutions() + 1 == 3 + 1
+    with pytest.raises(ConfigError, match='sprite_size: .full. needs image_generator = "sprite"'):
+        build_config(TGANConfig, {"sprite_size": "full"}, "backbone.tgan")
+
+
 def test_sprite_opacity_fades_to_nothing_outside_its_inscribed_circle():
     image = _small_tgan(image_generator="sprite").generator.image
     window = image.window
@@ -455,23 +485,23 @@ def test_flat_sprite_colour_is_one_colour_per_video():
         build_config(TGANConfig, {"image_generator": "sprites"}, "backbone.tgan")
 
 
-def test_sprite_generator_parameter_count():
-    config = build_config(
-        TGANConfig,
-        {"preset": "tiny", "image_generator": "sprite", "g_channels": 32},
-        "backbone.tgan",
-    )
+@pytest.mark.parametrize(
+    ("sprite_size", "g_channels", "levels"), [("half", 32, 2), ("full", 16, 3)]
+)  # 16×16 or 32×32 sprites; the second is the demo's
+def test_sprite_generator_parameter_count(sprite_size, g_channels, levels):
+    options = {"image_generator": "sprite", "sprite_size": sprite_size, "g_channels": g_channels}
+    config = build_config(TGANConfig, {"preset": "tiny", **options}, "backbone.tgan")
     image = (
         TGANBackbone(config)
         .build(Conv1dTemporal(Conv1dTemporalConfig(), TGANBackbone(config).temporal_spec()))
         .generator.image
     )
-    top = 32 * 2**2  # two ×2 levels from 4×4 to the 16×16 sprite
+    top = g_channels * 2**levels  # ×2 levels from 4×4 up to the sprite's size
     expected = (
         100 * top * 16 + 2 * top * 16  # Linear (no bias) + BN
-        + conv_params(top, top // 2, 9, False) + 2 * (top // 2)
-        + conv_params(top // 2, top // 4, 9, False) + 2 * (top // 4)
-        + conv_params(top // 4, 4, 9, True)  # RGB + opacity
+        + sum(conv_params(top >> i, top >> (i + 1), 9, False) + 2 * (top >> (i + 1))
+              for i in range(levels))
+        + conv_params(g_channels, 4, 9, True)  # RGB + opacity
         + 100 * 48 + 48  # background 3×4×4
         + 200 * 64 + 64 + 64 * 4 + 4  # pose MLP
     )  # fmt: skip

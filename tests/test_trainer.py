@@ -255,6 +255,46 @@ def test_ema_must_be_a_decay_below_one(registry):
         config(registry, ema=1.0)
 
 
+class LearningRates:
+    """A plugin that records every optimiser's learning rate at each step."""
+
+    def __init__(self) -> None:
+        self.rates: dict[int, dict[str, float]] = {}
+
+    @nd.hookimpl
+    def on_step(self, run, step, metrics):
+        self.rates[step] = {k: o.param_groups[0]["lr"] for k, o in run.optimizers.items()}
+
+
+def test_lr_decay_falls_linearly_to_zero_over_the_runs_end_and_resumes_exactly(tmp_path, registry):
+    base = config(registry).components["backbone.tgan"].lr
+    seen = LearningRates()
+    registry.add_plugin(seen)
+    cfg = config(registry, iterations=8, checkpoint_every=4, sample_every=100, lr_decay=0.5)
+    straight = nd.train(cfg, registry, run_dir=tmp_path / "a")
+    # iteration i (0-based) trains at min(1, (8 − i) / 4) of the base rate
+    expected = [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    for name in ("generator", "discriminator"):
+        rates = [seen.rates[step][name] for step in range(1, 9)]
+        assert rates == pytest.approx([base * f for f in expected])
+    # the schedule is a function of the step: a resumed run trains exactly as the straight one
+    nd.train(cfg, registry, run_dir=tmp_path / "b")
+    (tmp_path / "b" / "checkpoints" / "step-00000008.pt").unlink()
+    resumed = nd.train(cfg, registry, resume=tmp_path / "b" / "checkpoints" / "step-00000004.pt")
+    a, b = final_weights(straight), final_weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # and a constant rate gives other weights
+    constant = nd.train(config(registry, iterations=8, sample_every=100), registry,
+                        run_dir=tmp_path / "c")  # fmt: skip
+    c = final_weights(constant)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_lr_decay_must_be_a_fraction(registry):
+    with pytest.raises(ConfigError, match=r"lr_decay: expected a fraction in \[0, 1\]"):
+        config(registry, lr_decay=1.5)
+
+
 def test_a_runs_loggers_are_unregistered_when_it_ends(tmp_path, registry):
     seen: list[tuple[str, int]] = []
 

@@ -35,6 +35,18 @@ RECIPES = {
         "g_channels": 32,
         "generator_fakes": "reuse",
     },
+    "sprite G1 full (g16)": {
+        "image_generator": "sprite",
+        "sprite_size": "full",
+        "g_channels": 16,
+        "generator_fakes": "reuse",
+    },
+    "sprite G1 full (g32)": {
+        "image_generator": "sprite",
+        "sprite_size": "full",
+        "g_channels": 32,
+        "generator_fakes": "reuse",
+    },
 }
 """The `tiny` recipe's costs, side by side: G1's up-sampling, how many batches of videos an
 iteration renders, and the demo's sprite image generator (docs/TINY_RECIPE.md)."""

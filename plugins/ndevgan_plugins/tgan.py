@@ -212,10 +212,16 @@ class TGANConfig:
     image_generator: str = option(
         "convolutional",
         "convolutional (the paper: each frame up-sampled from a 4×4 map of (z, z_t)) or "
-        "sprite (z draws one RGBA sprite at half size and a smooth background; each frame "
+        "sprite (z draws one RGBA sprite (sprite_size) and a smooth background; each frame "
         "latent places the sprite with a translation, rotation and scale, warped by bilinear "
         "sampling: docs/TINY_RECIPE.md)",
         one_of("convolutional", "sprite"),
+    )
+    sprite_size: str = option(
+        "half",
+        "sprite image G: the sprite's pixels, half (half the frame's width) or full (the "
+        "frame's width: one more up-sampling level, finer outlines)",
+        one_of("half", "full"),
     )
     sprite_colour: str = option(
         "free",
@@ -242,11 +248,12 @@ class TGANConfig:
                 f"frames: the critic halves time {layers} times at size {self.size}, so it "
                 f"needs at least {2**layers} frames; got {self.frames}"
             )
-        if self.sprite_colour != "free" and self.image_generator != "sprite":
-            raise ConfigError(
-                f'sprite_colour: {self.sprite_colour!r} needs image_generator = "sprite", '
-                f"got image_generator = {self.image_generator!r}"
-            )
+        for name, default in (("sprite_colour", "free"), ("sprite_size", "half")):
+            if getattr(self, name) != default and self.image_generator != "sprite":
+                raise ConfigError(
+                    f'{name}: {getattr(self, name)!r} needs image_generator = "sprite", '
+                    f"got image_generator = {self.image_generator!r}"
+                )
         if self.frame_critic > self.frames:
             raise ConfigError(
                 f"frame_critic: expected at most the {self.frames} frames of a video, got "
@@ -317,8 +324,10 @@ class ImageGenerator(nd.ImageGenerator):
 
 class SpriteImageGenerator(nd.ImageGenerator):
     """G1 as one layer over a background: ``z`` → Linear + BN + ReLU to a 4×4 map, nearest
-    ×2 + 3×3 convolution levels (BN + ReLU) down to ``g_channels`` at half the frame size, and
-    a 3×3 convolution to a sprite (RGB by tanh, opacity by sigmoid); ``z`` → a 3×4×4 map
+    ×2 + 3×3 convolution levels (BN + ReLU) down to ``g_channels`` at half the frame's size
+    (or the whole frame's, ``sprite_size = "full"``), and a 3×3 convolution to a sprite (RGB
+    by tanh, opacity by sigmoid); whatever its pixels, it spans the same part of the frame.
+    ``z`` → a 3×4×4 map
     bilinearly up-sampled to the frame, by tanh, as the background. Each frame latent with
     ``z`` → an MLP (64 hidden units) → the sprite's centre (tanh, in frame coordinates
     [-1, 1]), angle and scale (0.25–1 of the frame: half at 0), which place the
@@ -330,7 +339,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
     def __init__(self, config: TGANConfig) -> None:
         super().__init__()
         self.size = config.size
-        sprite = config.size // 2
+        sprite = config.size if config.sprite_size == "full" else config.size // 2
         levels = int(math.log2(sprite // 4))
         top = config.g_channels * 2**levels
         self.top = top

@@ -80,6 +80,12 @@ class RunConfig:
         "grids, scoring and export then use (0: none, as the paper; e.g. 0.99)",
         non_negative,
     )
+    lr_decay: float = option(
+        0.0,
+        "fraction of the run, at its end, over which every learning rate falls linearly to "
+        "zero (0: constant rates, as the paper; 1: from the first iteration)",
+        non_negative,
+    )
     final_score: int = option(
         0,
         "after training, score the final generator on N videos with IS and FID (the "
@@ -91,6 +97,8 @@ class RunConfig:
     def __attrs_post_init__(self) -> None:
         if not self.ema < 1:
             raise ConfigError(f"ema: expected a decay in [0, 1), got {self.ema!r}")
+        if not self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay: expected a fraction in [0, 1], got {self.lr_decay!r}")
         if self.device != "auto" and self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -286,6 +286,10 @@ class Trainer:
         if run.ema:
             self.generator_ema = copy.deepcopy(self.gan.generator).requires_grad_(False).eval()
         self.optimizers = self.gan.configure_optimizers()
+        self._base_lrs = {
+            name: [group["lr"] for group in opt.param_groups]
+            for name, opt in self.optimizers.items()
+        }
         self.dataset = make_dataset(config, registry, self.parts.backbone)
         batch = self.parts.backbone.batch_size
         if batch % self.world_size:
@@ -548,6 +552,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 real = normalise_videos(next(batches)["video"].to(self.device, non_blocking=True))
                 t1 = time.perf_counter()
+                self._set_learning_rates()
                 metrics = self._train_one_step(real)
                 self._update_ema()
                 if self.device.type == "cuda":
@@ -583,6 +588,24 @@ class Trainer:
                 file=sys.stderr,
             )
         return self.run_dir
+
+    def learning_rate_factor(self, step: int) -> float:
+        """The factor on every base learning rate at iteration ``step`` (0-based): 1, then
+        over the run's last ``lr_decay`` fraction a linear fall that would reach 0 at
+        ``iterations``. A function of the step alone, so a resumed run continues the schedule."""
+        run = self.config.run
+        decay_steps = run.lr_decay * run.iterations
+        if decay_steps <= 0:
+            return 1.0
+        return min(1.0, (run.iterations - step) / decay_steps)
+
+    def _set_learning_rates(self) -> None:
+        if not self.config.run.lr_decay:
+            return
+        factor = self.learning_rate_factor(self.step)
+        for name, opt in self.optimizers.items():
+            for group, base in zip(opt.param_groups, self._base_lrs[name], strict=True):
+                group["lr"] = base * factor
 
     @torch.no_grad()
     def _update_ema(self) -> None:
