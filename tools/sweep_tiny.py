@@ -33,6 +33,7 @@ REUSE = "backbone.tgan.generator_fakes=reuse"
 NEAREST = "backbone.tgan.upsample=nearest"
 TRANSPOSED = "backbone.tgan.upsample=transposed"
 SPRITE = "backbone.tgan.image_generator=sprite"
+SPRITE_G32 = [SPRITE, "backbone.tgan.g_channels=32"]
 ADAM = ["backbone.tgan.optimizer=adam", "backbone.tgan.beta1=0.0", "backbone.tgan.beta2=0.9"]
 HINGE_SN = [
     "backbone.tgan.loss=hinge",
@@ -180,49 +181,44 @@ VARIANTS: dict[str, list[str]] = {
     "sprite": [SPRITE, "backbone.tgan.g_channels=16"],
     "sprite-d32": [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.d_channels=32"],
     "sprite-g32": [SPRITE, "backbone.tgan.g_channels=32"],
-    "sprite-g32-ema": [SPRITE, "backbone.tgan.g_channels=32", "run.ema=0.99"],
-    "sprite-g32-lr2e-3": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.lr=2e-3"],
+    "sprite-g32-ema": [*SPRITE_G32, "run.ema=0.99"],
+    "sprite-g32-lr2e-3": [*SPRITE_G32, "backbone.tgan.lr=2e-3"],
     "sprite-g32-lr2e-3-ema": [
-        SPRITE,
-        "backbone.tgan.g_channels=32",
+        *SPRITE_G32,
         "backbone.tgan.lr=2e-3",
         "run.ema=0.999",
     ],
-    "sprite-g32-frame4": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.frame_critic=4"],
-    "sprite-g32-d32": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.d_channels=32"],
-    "sprite-g32-flat": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.sprite_colour=flat"],
-    "sprite-g32-b16": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.batch_size=16"],
+    "sprite-g32-frame4": [*SPRITE_G32, "backbone.tgan.frame_critic=4"],
+    "sprite-g32-d32": [*SPRITE_G32, "backbone.tgan.d_channels=32"],
+    "sprite-g32-flat": [*SPRITE_G32, "backbone.tgan.sprite_colour=flat"],
+    "sprite-g32-b16": [*SPRITE_G32, "backbone.tgan.batch_size=16"],
     # session 11: the textbook losses again, now with the sprite G1
     "sprite-g32-ns-bn-adam": [
-        SPRITE,
-        "backbone.tgan.g_channels=32",
+        *SPRITE_G32,
         "backbone.tgan.loss=nonsaturating",
         "backbone.tgan.clip_every=0",
         *ADAM_DCGAN,
         "backbone.tgan.lr=2e-4",
     ],
     "sprite-g32-hinge-sn-adam": [
-        SPRITE,
-        "backbone.tgan.g_channels=32",
+        *SPRITE_G32,
         *HINGE_SN,
         *ADAM,
         "backbone.tgan.lr=2e-4",
     ],
     # a linear fall of the learning rates to zero (run.lr_decay) after a fast start
     "sprite-g32-lr2e-3-decay": [
-        SPRITE,
-        "backbone.tgan.g_channels=32",
+        *SPRITE_G32,
         "backbone.tgan.lr=2e-3",
         "run.lr_decay=1.0",
     ],
-    "sprite-g32-decay": [SPRITE, "backbone.tgan.g_channels=32", "run.lr_decay=0.5"],
+    "sprite-g32-decay": [*SPRITE_G32, "run.lr_decay=0.5"],
     "sprite-g32-decay-full": [
-        SPRITE,
-        "backbone.tgan.g_channels=32",
+        *SPRITE_G32,
         "run.lr_decay=0.5",
         "backbone.tgan.sprite_size=full",
     ],
-    "sprite-g32-full": [SPRITE, "backbone.tgan.g_channels=32", "backbone.tgan.sprite_size=full"],
+    "sprite-g32-full": [*SPRITE_G32, "backbone.tgan.sprite_size=full"],
     "sprite-g16-full": [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

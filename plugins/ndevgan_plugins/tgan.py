@@ -327,10 +327,9 @@ class SpriteImageGenerator(nd.ImageGenerator):
     ×2 + 3×3 convolution levels (BN + ReLU) down to ``g_channels`` at half the frame's size
     (or the whole frame's, ``sprite_size = "full"``), and a 3×3 convolution to a sprite (RGB
     by tanh, opacity by sigmoid); whatever its pixels, it spans the same part of the frame.
-    ``z`` → a 3×4×4 map
-    bilinearly up-sampled to the frame, by tanh, as the background. Each frame latent with
-    ``z`` → an MLP (64 hidden units) → the sprite's centre (tanh, in frame coordinates
-    [-1, 1]), angle and scale (0.25–1 of the frame: half at 0), which place the
+    ``z`` → a 3×4×4 map bilinearly up-sampled to the frame, by tanh, as the background. Each
+    frame latent with ``z`` → an MLP (64 hidden units) → the sprite's centre (tanh, in frame
+    coordinates [-1, 1]), angle and scale (0.25–1 of the frame: half at 0), which place the
     opacity-premultiplied sprite on the frame by an affine grid and bilinear sampling.
     Motion is then a path of four numbers, and rendering cost is one sprite per video."""
 
