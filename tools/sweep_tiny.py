@@ -34,6 +34,15 @@ NEAREST = "backbone.tgan.upsample=nearest"
 TRANSPOSED = "backbone.tgan.upsample=transposed"
 SPRITE = "backbone.tgan.image_generator=sprite"
 SPRITE_G32 = [SPRITE, "backbone.tgan.g_channels=32"]
+SPRITE_FULL = [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"]
+NS_R1_ADAM = [
+    "backbone.tgan.loss=nonsaturating",
+    "backbone.tgan.critic_norm=none",
+    "backbone.tgan.clip_every=0",
+    "backbone.tgan.optimizer=adam",
+    "backbone.tgan.beta1=0.0",
+    "backbone.tgan.beta2=0.99",
+]
 ADAM = ["backbone.tgan.optimizer=adam", "backbone.tgan.beta1=0.0", "backbone.tgan.beta2=0.9"]
 HINGE_SN = [
     "backbone.tgan.loss=hinge",
@@ -219,7 +228,18 @@ VARIANTS: dict[str, list[str]] = {
         "backbone.tgan.sprite_size=full",
     ],
     "sprite-g32-full": [*SPRITE_G32, "backbone.tgan.sprite_size=full"],
-    "sprite-g16-full": [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"],
+    "sprite-g16-full": SPRITE_FULL,
+    # session 12: the full-size sprite with a non-saturating loss and R1 instead of clipping
+    # (Adam with β = (0, 0.99), no critic normalisation), and a faster critic under WGAN
+    "sprite-full-ns-r1": [*SPRITE_FULL, *NS_R1_ADAM, "backbone.tgan.r1=0.05"],
+    "sprite-full-ns-r1-lr2e-3": [
+        *SPRITE_FULL,
+        *NS_R1_ADAM,
+        "backbone.tgan.r1=0.05",
+        "backbone.tgan.lr=2e-3",
+    ],
+    "sprite-full-ns-r1x10": [*SPRITE_FULL, *NS_R1_ADAM, "backbone.tgan.r1=0.5"],
+    "sprite-full-dlr2e-3": [*SPRITE_FULL, "backbone.tgan.d_lr=2e-3"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the demo's recipe with each other temporal family
