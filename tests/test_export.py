@@ -184,9 +184,19 @@ def test_ode_export_parity_metadata_and_runtime(ode_export, registry):
     assert loaded.generator.temporal.solver.backend == "torchdiffeq"
 
 
-@pytest.mark.parametrize(("colour", "size"), [("free", "half"), ("flat", "half"), ("free", "full")])
-def test_sprite_image_generator_exports_with_its_warp(colour, size, checkpoint, registry, tmp_path):
-    options = {"image_generator": "sprite", "sprite_colour": colour, "sprite_size": size}
+@pytest.mark.parametrize(
+    ("colour", "size", "supersample"),
+    [("free", "half", 1), ("flat", "half", 1), ("free", "full", 1), ("free", "full", 2)],
+)
+def test_sprite_image_generator_exports_with_its_warp(
+    colour, size, supersample, checkpoint, registry, tmp_path
+):
+    options = {
+        "image_generator": "sprite",
+        "sprite_colour": colour,
+        "sprite_size": size,
+        "sprite_supersample": supersample,
+    }
     ckpt = checkpoint("backbone.tgan", "temporal.ode", backbone_options=options)
     report = export_onnx(ckpt, tmp_path / "g.onnx", registry=registry)
     assert report.max_error <= 1e-4

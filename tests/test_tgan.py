@@ -451,6 +451,33 @@ def test_a_full_size_sprite_spans_the_frame_one_to_one_and_half_of_it_averaged()
         build_config(TGANConfig, {"sprite_size": "full"}, "backbone.tgan")
 
 
+def test_supersampled_sprite_averages_every_sprite_pixel_under_a_frame_pixel():
+    torch.manual_seed(3)
+    logits = torch.randn(1, 4, 32, 32) * 3
+    latents, z = torch.zeros(1, 2, 8), torch.zeros(1, 8)
+    quarter = [0.0, 0.0, 0.0, 20.0]  # scale code +∞: the 32×32 sprite on the middle 8×8 pixels
+
+    def middle(supersample):
+        options = {"sprite_size": "full", "sprite_supersample": supersample}
+        image = _posed_sprite_generator(quarter, logits, **options)
+        return image, image(latents, z)[0, 0]
+
+    image, fine = middle(4)
+    alpha = torch.sigmoid(logits[0, 3:]) * image.window
+    premultiplied = torch.tanh(logits[0, :3]) * alpha
+    # 4×4 samples per pixel at a quarter of the frame: each pixel is the mean of a 4×4 block.
+    expected = F.avg_pool2d(premultiplied, 4) - (1 - F.avg_pool2d(alpha, 4))
+    torch.testing.assert_close(fine[:, 12:20, 12:20], expected, atol=1e-5, rtol=0)
+    assert (fine[:, :12] + 1).abs().max() < 1e-6  # nothing outside the sprite's square
+    # One sample per pixel reads only the middle 2×2 of each block: it aliases.
+    _, coarse = middle(1)
+    assert (coarse[:, 12:20, 12:20] - expected).abs().max() > 0.1
+    with pytest.raises(ConfigError, match="sprite_supersample: 2 needs image_generator"):
+        build_config(TGANConfig, {"sprite_supersample": 2}, "backbone.tgan")
+    with pytest.raises(ConfigError, match="sprite_supersample: expected one of"):
+        build_config(TGANConfig, {"sprite_supersample": 3}, "backbone.tgan")
+
+
 def test_sprite_opacity_fades_to_nothing_outside_its_inscribed_circle():
     image = _small_tgan(image_generator="sprite").generator.image
     window = image.window

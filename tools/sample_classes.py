@@ -4,9 +4,12 @@ or unconfident (ambiguous) clips.
 
     python tools/sample_classes.py runs/RUN            # 512 generated and 512 real clips
 
-Prints, for generated and real clips side by side: IS, the mean top probability, and the share
-of clips whose most likely class has each shape and each motion (the classifier's 25 classes
-are shape × motion). Figures in docs/TINY_RECIPE.md.
+Prints, for generated and real clips side by side: IS, the mean top probability, the share of
+clips whose most likely class has each shape and each motion (the classifier's 25 classes are
+shape × motion), and how the frames change: the mean absolute change from one frame to the
+next, and the mean absolute second difference (frame k+1 − 2·frame k + frame k−1) as a share
+of it — steady motion keeps that share low, flicker and jitter raise it. Figures in
+docs/TINY_RECIPE.md.
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ def describe(probs: torch.Tensor) -> dict[str, object]:
     }
 
 
+def frame_changes(videos: np.ndarray) -> dict[str, float]:
+    """Mean |frame k+1 − frame k| and mean |second difference| / mean |first difference| of
+    videos (N, T, C, H, W) in [-1, 1]."""
+    first = np.abs(np.diff(videos, axis=1)).mean()
+    second = np.abs(np.diff(videos, n=2, axis=1)).mean()
+    return {"frame change": float(first), "2nd diff / 1st": float(second / first)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run directory or checkpoint file")
@@ -56,8 +67,8 @@ def main() -> None:
     _, frames, _, size, _ = fake.shape
     real, _ = shapes_render.render_batch(range(10_000, 10_000 + args.n), 0, frames, size)
     real = real.transpose(0, 1, 4, 2, 3).astype(np.float32) / 127.5 - 1
-    rows = {"generated": describe(class_probabilities(fake))}
-    rows["real"] = describe(class_probabilities(real))
+    rows = {"generated": {**describe(class_probabilities(fake)), **frame_changes(fake)}}
+    rows["real"] = {**describe(class_probabilities(real)), **frame_changes(real)}
     print(f"step {generator.step}, {args.n} clips each")
     print(f"{'':<18} {'generated':>10} {'real':>10}")
     for key in rows["real"]:

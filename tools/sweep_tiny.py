@@ -240,6 +240,11 @@ VARIANTS: dict[str, list[str]] = {
     ],
     "sprite-full-ns-r1x10": [*SPRITE_FULL, *NS_R1_ADAM, "backbone.tgan.r1=0.5"],
     "sprite-full-dlr2e-3": [*SPRITE_FULL, "backbone.tgan.d_lr=2e-3"],
+    # session 15: anti-aliased rendering (each pixel the mean of 2×2 or 4×4 bilinear samples);
+    # a critic twice as wide with the full-size sprite (defined, not yet run)
+    "sprite-full-ss2": [*SPRITE_FULL, "backbone.tgan.sprite_supersample=2"],
+    "sprite-full-ss4": [*SPRITE_FULL, "backbone.tgan.sprite_supersample=4"],
+    "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the demo's recipe with each other temporal family

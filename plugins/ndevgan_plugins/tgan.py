@@ -229,6 +229,12 @@ class TGANConfig:
         "the sprite draws only its opacity)",
         one_of("free", "flat"),
     )
+    sprite_supersample: int = option(
+        1,
+        "sprite image G: render each frame at this many times its size and average it down "
+        "(1: one bilinear sample per pixel; 2 or 4: anti-aliased outlines at any scale)",
+        one_of(1, 2, 4),
+    )
     generator_fakes: str = option(
         "fresh",
         "videos the generator step scores: fresh (new latents, the paper's code) or reuse "
@@ -248,7 +254,8 @@ class TGANConfig:
                 f"frames: the critic halves time {layers} times at size {self.size}, so it "
                 f"needs at least {2**layers} frames; got {self.frames}"
             )
-        for name, default in (("sprite_colour", "free"), ("sprite_size", "half")):
+        sprite_defaults = (("sprite_colour", "free"), ("sprite_size", "half"))
+        for name, default in (*sprite_defaults, ("sprite_supersample", 1)):
             if getattr(self, name) != default and self.image_generator != "sprite":
                 raise ConfigError(
                     f'{name}: {getattr(self, name)!r} needs image_generator = "sprite", '
@@ -331,13 +338,16 @@ class SpriteImageGenerator(nd.ImageGenerator):
     frame latent with ``z`` → an MLP (64 hidden units) → the sprite's centre (tanh, in frame
     coordinates [-1, 1]), angle and scale (0.25–1 of the frame: half at 0), which place the
     opacity-premultiplied sprite on the frame by an affine grid and bilinear sampling.
-    Motion is then a path of four numbers, and rendering cost is one sprite per video."""
+    Motion is then a path of four numbers, and rendering cost is one sprite per video.
+    ``sprite_supersample = N`` samples N×N points per frame pixel and averages them, so a
+    sprite drawn smaller than its own pixel grid keeps smooth outlines instead of aliasing."""
 
     POSE_HIDDEN: ClassVar[int] = 64
 
     def __init__(self, config: TGANConfig) -> None:
         super().__init__()
         self.size = config.size
+        self.supersample = config.sprite_supersample
         sprite = config.size if config.sprite_size == "full" else config.size // 2
         levels = int(math.log2(sprite // 4))
         top = config.g_channels * 2**levels
@@ -356,7 +366,8 @@ class SpriteImageGenerator(nd.ImageGenerator):
         self.register_buffer("window", ((1 - radius) / 0.15).clamp(0, 1), persistent=False)
         # Pixel centres of the frame in [-1, 1] (x, y, 1): the warp is one matrix product, which
         # exports to ONNX where torch's affine_grid does not.
-        coords = (torch.arange(config.size, dtype=torch.float32) + 0.5) / config.size * 2 - 1
+        fine = config.size * config.sprite_supersample
+        coords = (torch.arange(fine, dtype=torch.float32) + 0.5) / fine * 2 - 1
         y, x = torch.meshgrid(coords, coords, indexing="ij")
         pixels = torch.stack([x, y, torch.ones_like(x)], dim=-1).view(-1, 3)
         self.register_buffer("pixels", pixels, persistent=False)
@@ -372,6 +383,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
         """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
         b, t = latents.shape[:2]
         size = self.size
+        fine = size * self.supersample
         sprite = self.up(self.fc(z).view(b, self.top, 4, 4))
         alpha = torch.sigmoid(sprite[:, -1:]) * self.window
         if self.colour is not None:
@@ -392,9 +404,11 @@ class SpriteImageGenerator(nd.ImageGenerator):
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
         linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
         theta = torch.cat([linear, -linear @ centre], dim=2)
-        grid = (self.pixels @ theta.transpose(1, 2)).view(b * t, size, size, 2)
+        grid = (self.pixels @ theta.transpose(1, 2)).view(b * t, fine, fine, 2)
         per_frame = layer.unsqueeze(1).expand(b, t, -1, -1, -1).reshape(b * t, *layer.shape[1:])
         placed = F.grid_sample(per_frame, grid, mode="bilinear", align_corners=False)
+        if self.supersample > 1:
+            placed = F.avg_pool2d(placed, self.supersample)
         placed = placed.view(b, t, 4, size, size)
         return placed[:, :, :3] + (1 - placed[:, :, 3:]) * background.unsqueeze(1)
 
