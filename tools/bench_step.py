@@ -24,6 +24,13 @@ from ndevgan_core.runconfig import assemble, resolve
 
 TEMPORALS = ("temporal.conv1d", "temporal.ode")
 
+SPRITE_FULL_G16 = {
+    "image_generator": "sprite",
+    "sprite_size": "full",
+    "g_channels": 16,
+    "generator_fakes": "reuse",
+}
+"""The demo's image generator: a full-size sprite at ``g_channels`` 16."""
 
 RECIPES = {
     "0.1 (transposed, fresh)": {"upsample": "transposed", "generator_fakes": "fresh"},
@@ -35,26 +42,9 @@ RECIPES = {
         "g_channels": 32,
         "generator_fakes": "reuse",
     },
-    "sprite G1 full (g16) (the demo)": {
-        "image_generator": "sprite",
-        "sprite_size": "full",
-        "g_channels": 16,
-        "generator_fakes": "reuse",
-    },
-    "sprite G1 full (g16), 2×2 supersampled": {
-        "image_generator": "sprite",
-        "sprite_size": "full",
-        "g_channels": 16,
-        "generator_fakes": "reuse",
-        "sprite_supersample": 2,
-    },
-    "sprite G1 full (g16), 4×4 supersampled": {
-        "image_generator": "sprite",
-        "sprite_size": "full",
-        "g_channels": 16,
-        "generator_fakes": "reuse",
-        "sprite_supersample": 4,
-    },
+    "sprite G1 full (g16) (the demo)": SPRITE_FULL_G16,
+    "sprite G1 full (g16), 2×2 supersampled": {**SPRITE_FULL_G16, "sprite_supersample": 2},
+    "sprite G1 full (g16), 4×4 supersampled": {**SPRITE_FULL_G16, "sprite_supersample": 4},
     "sprite G1 full (g32)": {
         "image_generator": "sprite",
         "sprite_size": "full",

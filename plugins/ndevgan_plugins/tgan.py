@@ -254,8 +254,8 @@ class TGANConfig:
                 f"frames: the critic halves time {layers} times at size {self.size}, so it "
                 f"needs at least {2**layers} frames; got {self.frames}"
             )
-        sprite_defaults = (("sprite_colour", "free"), ("sprite_size", "half"))
-        for name, default in (*sprite_defaults, ("sprite_supersample", 1)):
+        sprite_only = {"sprite_colour": "free", "sprite_size": "half", "sprite_supersample": 1}
+        for name, default in sprite_only.items():
             if getattr(self, name) != default and self.image_generator != "sprite":
                 raise ConfigError(
                     f'{name}: {getattr(self, name)!r} needs image_generator = "sprite", '
