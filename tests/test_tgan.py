@@ -312,6 +312,26 @@ def _small_tgan(**options):
     )
 
 
+def test_minibatch_std_lets_the_critic_score_a_video_by_its_batch():
+    plain = _small_tgan(critic_norm="none").discriminators["video"]
+    spread = _small_tgan(critic_norm="none", minibatch_std=True).discriminators["video"]
+    # One more input channel of the score convolution: one more kernel of (T/8)×4×4 = 2×4×4.
+    params = [sum(p.numel() for p in c.score.parameters()) for c in (plain, spread)]
+    assert params[1] - params[0] == 2 * 4 * 4
+    torch.manual_seed(1)
+    video, others = torch.randn(1, 3, 16, 32, 32), torch.randn(3, 3, 16, 32, 32)
+    copies = video.expand(4, -1, -1, -1, -1)
+    with torch.no_grad():
+        alone = plain(torch.cat([video, others]))[0], plain(copies)[0]
+        torch.testing.assert_close(alone[0], alone[1])  # without it, companions do not matter
+        varied, same = spread(torch.cat([video, others]))[0], spread(copies)[0]
+        assert (varied - same).abs() > 1e-4
+        # A batch of copies has spread 0: its score is the convolution with a zero channel.
+        weight = spread.score.weight[:, :-1]
+        expected = F.conv3d(spread.features(video), weight, spread.score.bias).flatten()
+        torch.testing.assert_close(same, expected[0])
+
+
 def test_frame_critic_is_the_video_critic_in_two_dimensions_and_joins_both_losses():
     gan = _small_tgan(frame_critic=3)
     video, frame = gan.discriminators["video"], gan.discriminators["frame"]
@@ -488,6 +508,42 @@ def test_sprite_opacity_fades_to_nothing_outside_its_inscribed_circle():
     z = torch.rand(3, 8) * 2 - 1
     frames = image(torch.randn(3, 4, 8), z)
     assert frames.shape == (3, 4, 3, 32, 32) and frames.abs().max() <= 1
+
+
+def test_dark_sprite_background_starts_every_video_near_black_and_still_learns():
+    random = _small_tgan(image_generator="sprite").generator.image
+    dark = _small_tgan(image_generator="sprite", sprite_background="dark").generator.image
+    latents, z = torch.randn(4, 3, 8), torch.rand(4, 8) * 2 - 1
+    corner = (slice(None), slice(None), slice(None), slice(0, 3), slice(0, 3))  # off the sprite
+    torch.testing.assert_close(dark(latents, z)[corner], torch.full((4, 3, 3, 3, 3), -0.9))
+    assert random(latents, z)[corner].std() > 0.05  # torch's default: z-dependent colours
+    # The background's weights start at zero, not frozen: a loss on it reaches them.
+    dark(latents, z)[corner].sum().backward()
+    assert dark.background.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="sprite_background: .dark. needs image_generator"):
+        build_config(TGANConfig, {"sprite_background": "dark"}, "backbone.tgan")
+
+
+def test_still_sprite_pose_starts_every_video_still_and_centred_and_still_learns():
+    random = _small_tgan(image_generator="sprite").generator.image
+    still = _small_tgan(image_generator="sprite", sprite_pose_init="still").generator.image
+    latents, z = torch.randn(2, 5, 8), torch.rand(2, 8) * 2 - 1
+    frames = still(latents, z)
+    torch.testing.assert_close(frames, frames[:, :1].expand_as(frames))  # no motion at all
+    assert (random(latents, z) - random(latents, z)[:, :1]).abs().max() > 1e-3
+    # Centred and unrotated at half the frame's width: the sprite's 16×16 pixels lie one to
+    # one on the middle 16×16 frame pixels, so the sprite shows as it is drawn.
+    with torch.no_grad():
+        still.background.weight.zero_()
+        still.background.bias.fill_(-20.0)  # background −1
+        logits = still.up(still.fc(z).view(2, still.top, 4, 4))
+    alpha = torch.sigmoid(logits[:, 3:]) * still.window
+    expected = torch.tanh(logits[:, :3]) * alpha - (1 - alpha)
+    torch.testing.assert_close(still(latents, z)[:, 0, :, 8:24, 8:24], expected, atol=1e-5, rtol=0)
+    still(latents, z).sum().backward()
+    assert still.pose[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="sprite_pose_init: .still. needs image_generator"):
+        build_config(TGANConfig, {"sprite_pose_init": "still"}, "backbone.tgan")
 
 
 def test_flat_sprite_colour_is_one_colour_per_video():

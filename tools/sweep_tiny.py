@@ -35,6 +35,7 @@ TRANSPOSED = "backbone.tgan.upsample=transposed"
 SPRITE = "backbone.tgan.image_generator=sprite"
 SPRITE_G32 = [SPRITE, "backbone.tgan.g_channels=32"]
 SPRITE_FULL = [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"]
+SPRITE_DARK = [*SPRITE_FULL, "backbone.tgan.sprite_background=dark"]
 NS_R1_ADAM = [
     "backbone.tgan.loss=nonsaturating",
     "backbone.tgan.critic_norm=none",
@@ -244,6 +245,17 @@ VARIANTS: dict[str, list[str]] = {
     # a critic twice as wide with the full-size sprite (defined, not yet run)
     "sprite-full-ss2": [*SPRITE_FULL, "backbone.tgan.sprite_supersample=2"],
     "sprite-full-ss4": [*SPRITE_FULL, "backbone.tgan.sprite_supersample=4"],
+    "sprite-full-dark": SPRITE_DARK,
+    "dark-d32": [*SPRITE_DARK, "backbone.tgan.d_channels=32"],
+    "dark-b16": [*SPRITE_DARK, "backbone.tgan.batch_size=16"],
+    "dark-g32": [*SPRITE_DARK, "backbone.tgan.g_channels=32"],
+    "dark-decay": [*SPRITE_DARK, "run.lr_decay=0.5"],
+    "dark-ema": [*SPRITE_DARK, "run.ema=0.999"],
+    "dark-mbstd": [*SPRITE_DARK, "backbone.tgan.minibatch_std=true"],
+    "dark-still": [*SPRITE_DARK, "backbone.tgan.sprite_pose_init=still"],
+    "dark-frame4": [*SPRITE_DARK, "backbone.tgan.frame_critic=4"],
+    "dark-sde": [*SPRITE_DARK, "plugins.temporal=temporal.sde"],
+    "dark-conv1d": [*SPRITE_DARK, "plugins.temporal=temporal.conv1d"],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

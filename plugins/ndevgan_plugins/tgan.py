@@ -203,6 +203,13 @@ class TGANConfig:
         "nearest (nearest-neighbour ×2 then a 3×3 convolution: no checkerboard pattern)",
         one_of("transposed", "nearest"),
     )
+    minibatch_std: bool = option(
+        False,
+        "critics: append one channel before the score, the standard deviation of the last "
+        "features across the batch (averaged over channels and positions), so a batch of "
+        "look-alike videos is told from a varied one (StyleGAN's minibatch standard deviation; "
+        "false: none, the paper)",
+    )
     frame_critic: int = option(
         0,
         "frames of each video also scored by a 2-D frame critic (MoCoGAN's image "
@@ -235,6 +242,20 @@ class TGANConfig:
         "(1: one bilinear sample per pixel; 2 or 4: anti-aliased outlines at any scale)",
         one_of(1, 2, 4),
     )
+    sprite_background: str = option(
+        "random",
+        "sprite image G: the background map's initialisation: random (torch's default Linear, "
+        "a mid-grey, many-coloured background) or dark (weights 0 and bias atanh(−0.9): every "
+        "video starts on a near-black background, so the sprite is not first spent masking it)",
+        one_of("random", "dark"),
+    )
+    sprite_pose_init: str = option(
+        "random",
+        "sprite image G: the pose MLP's last layer: random (torch's default: every video starts "
+        "moving, turning and changing size at random) or still (weights and bias 0: every video "
+        "starts still, centred, unrotated, at half the frame's width, and moves as it learns to)",
+        one_of("random", "still"),
+    )
     generator_fakes: str = option(
         "fresh",
         "videos the generator step scores: fresh (new latents, the paper's code) or reuse "
@@ -254,7 +275,13 @@ class TGANConfig:
                 f"frames: the critic halves time {layers} times at size {self.size}, so it "
                 f"needs at least {2**layers} frames; got {self.frames}"
             )
-        sprite_only = {"sprite_colour": "free", "sprite_size": "half", "sprite_supersample": 1}
+        sprite_only = {
+            "sprite_colour": "free",
+            "sprite_size": "half",
+            "sprite_supersample": 1,
+            "sprite_background": "random",
+            "sprite_pose_init": "random",
+        }
         for name, default in sprite_only.items():
             if getattr(self, name) != default and self.image_generator != "sprite":
                 raise ConfigError(
@@ -340,7 +367,12 @@ class SpriteImageGenerator(nd.ImageGenerator):
     opacity-premultiplied sprite on the frame by an affine grid and bilinear sampling.
     Motion is then a path of four numbers, and rendering cost is one sprite per video.
     ``sprite_supersample = N`` samples N×N points per frame pixel and averages them, so a
-    sprite drawn smaller than its own pixel grid keeps smooth outlines instead of aliasing."""
+    sprite drawn smaller than its own pixel grid keeps smooth outlines instead of aliasing.
+    ``sprite_background = "dark"`` starts every background near-black (the random default
+    starts it many-coloured, and the generator's first thousand steps then grow the sprite to
+    a dark mask over the frame, with the shape drawn off-centre inside it).
+    ``sprite_pose_init = "still"`` starts every sprite still (the random default starts most of
+    them spinning, which the generator keeps)."""
 
     POSE_HIDDEN: ClassVar[int] = 64
 
@@ -378,6 +410,12 @@ class SpriteImageGenerator(nd.ImageGenerator):
         )
         if config.init == "published":
             _published_init(self)
+        if config.sprite_background == "dark":
+            nn.init.zeros_(self.background.weight)
+            nn.init.constant_(self.background.bias, math.atanh(-0.9))
+        if config.sprite_pose_init == "still":
+            nn.init.zeros_(self.pose[-1].weight)
+            nn.init.zeros_(self.pose[-1].bias)
 
     def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
@@ -418,7 +456,9 @@ class Critic(nn.Module):
     LeakyReLU 0.2) down to 4×4 pixels, then one convolution over the remaining extent to a
     score. At 16×64×64 that is 3→64→128→256→512, 512×1×4×4, and a 4×4 kernel (the paper's
     Conv2d(512, 1, 4)). Works for any batch size. ``frames = 0`` makes it the 2-D frame
-    critic: the same layers as Conv2d on single frames (B, 3, H, W)."""
+    critic: the same layers as Conv2d on single frames (B, 3, H, W). ``minibatch_std`` feeds
+    the score one more channel: the batch's standard deviation of the last features, one
+    number per batch."""
 
     def __init__(self, config: TGANConfig, frames: int | None = None) -> None:
         super().__init__()
@@ -438,7 +478,9 @@ class Critic(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
         self.features = nn.Sequential(*layers)
-        self.score = conv(c_in, 1, (frames // 2**n, 4, 4) if frames else 4)
+        self.minibatch_std = config.minibatch_std
+        extra = 1 if self.minibatch_std else 0
+        self.score = conv(c_in + extra, 1, (frames // 2**n, 4, 4) if frames else 4)
         if config.init == "published":
             for layer in self.modules():
                 if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
@@ -450,7 +492,11 @@ class Critic(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, 3, T, H, W) (or frames (B, 3, H, W)) → scores (B,)."""
-        return self.score(self.features(video)).flatten()
+        features = self.features(video)
+        if self.minibatch_std:
+            spread = features.std(dim=0, correction=0).mean()
+            features = torch.cat([features, spread.expand_as(features[:, :1])], dim=1)
+        return self.score(features).flatten()
 
 
 IMAGE_GENERATORS: dict[str, type[nd.ImageGenerator]] = {
