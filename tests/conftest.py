@@ -52,6 +52,16 @@ def register_components(register):
 """Source of a minimal plugin module registering one temporal component ``{name}``."""
 
 
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def fast_raw(**run: object) -> dict:
     """The raw config tree of a fast TGAN-ODE tiny run (for in-process tests)."""
     return {

@@ -1,23 +1,17 @@
 """tools/sample_classes.py: the per-factor IS that splits a low IS into shapes and motions."""
 
-import importlib.util
-
 import pytest
 import torch
 
 from ndevgan_plugins.c3d import inception_score
 
-from .conftest import ROOT
+from .conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def tool():
-    """tools/sample_classes.py as a module (tools/ is not a package)."""
-    path = ROOT / "tools" / "sample_classes.py"
-    spec = importlib.util.spec_from_file_location("sample_classes", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """tools/sample_classes.py as a module."""
+    return load_tool("sample_classes")
 
 
 def test_every_class_once_and_sure_scores_25_of_which_5_for_shape_and_5_for_motion(tool):

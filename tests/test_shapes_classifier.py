@@ -4,7 +4,6 @@ clips it never saw, its scores, its input handling, and that training it is repr
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 
 import numpy as np
@@ -24,21 +23,12 @@ from ndevgan_plugins.shapes_classifier import (
     save_shapes_classifier,
 )
 
-from .conftest import ROOT
+from .conftest import ROOT, load_tool
 
 # Seed 0 trains the shipped file and seed 1000 validates it (tools/train_shapes_c3d.py).
 HELD_OUT_SEED = 4242
 HELD_OUT_PER_SIZE = 96
 MIN_ACCURACY = 0.90
-
-
-def load_tool():
-    """tools/train_shapes_c3d.py as a module (tools/ is not a package)."""
-    path = ROOT / "tools" / "train_shapes_c3d.py"
-    spec = importlib.util.spec_from_file_location("train_shapes_c3d", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def as_float(videos: np.ndarray) -> torch.Tensor:
@@ -163,7 +153,7 @@ def test_resize_matches_area_averaging_and_linear_time_interpolation():
 
 
 def test_training_is_reproducible_from_a_seed():
-    tool = load_tool()
+    tool = load_tool("train_shapes_c3d")
     config = ShapesClassifierConfig(channels=(4, 8, 8, 8), feature_size=16)
     first, _ = tool.train(seed=3, steps=3, batch_size=4, config=config, progress=False)
     second, _ = tool.train(seed=3, steps=3, batch_size=4, config=config, progress=False)
