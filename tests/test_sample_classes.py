@@ -1,4 +1,7 @@
-"""tools/sample_classes.py: the per-factor IS that splits a low IS into shapes and motions."""
+"""tools/sample_classes.py: the per-factor IS that splits a low IS into shapes and motions, and
+how fast the sprites turn."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -35,3 +38,25 @@ def test_a_sure_shape_with_an_unsure_motion_scores_on_shape_alone(tool):
     assert described["top p. of motion"] == pytest.approx(0.2)
     assert described["IS"] == pytest.approx(inception_score(probs)[0], rel=1e-4)
     assert described["IS"] == pytest.approx(5, rel=1e-4)
+
+
+def test_turns_per_frame_reads_the_angle_code_as_half_turns(tool):
+    # Angle code rising 0.1 a frame: π/10 radians, 1/20 turn; the other codes do not count.
+    poses = torch.zeros(2, 16, 4)
+    poses[0, :, 2] = 0.1 * torch.arange(16)
+    poses[1, :, 2] = -0.3 * torch.arange(16)
+    poses[1, :, :2] = torch.randn(16, 2)
+    torch.testing.assert_close(tool.turns_per_frame([poses]), torch.tensor([0.05, 0.15]))
+
+
+def test_sprite_poses_are_recorded_inside_the_block_only(tool):
+    pose = torch.nn.Linear(2, 4)
+    sprite = SimpleNamespace(generator=SimpleNamespace(image=SimpleNamespace(pose=pose)))
+    with tool.recording_sprite_poses(sprite) as poses:
+        pose(torch.zeros(3, 5, 2))
+    pose(torch.zeros(3, 5, 2))  # after the block: the hook is gone
+    assert len(poses) == 1 and poses[0].shape == (3, 5, 4)
+    other = SimpleNamespace(generator=SimpleNamespace(image=SimpleNamespace()))
+    with tool.recording_sprite_poses(other) as poses:
+        pass
+    assert poses == []
