@@ -1,6 +1,7 @@
 """tools/sample_classes.py: the per-factor IS that splits a low IS into shapes and motions, and
 how fast the sprites turn."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -40,13 +41,33 @@ def test_a_sure_shape_with_an_unsure_motion_scores_on_shape_alone(tool):
     assert described["IS"] == pytest.approx(5, rel=1e-4)
 
 
-def test_turns_per_frame_reads_the_angle_code_as_half_turns(tool):
-    # Angle code rising 0.1 a frame: π/10 radians, 1/20 turn; the other codes do not count.
+def test_turns_per_frame_reads_the_angle_code_at_the_generators_gain(tool):
+    # Angle code rising 0.1 a frame at π radians a unit: π/10 radians, 1/20 turn; the other
+    # codes do not count. At a quarter of the gain, a quarter of the turning.
     poses = torch.zeros(2, 16, 4)
     poses[0, :, 2] = 0.1 * torch.arange(16)
     poses[1, :, 2] = -0.3 * torch.arange(16)
     poses[1, :, :2] = torch.randn(16, 2)
-    torch.testing.assert_close(tool.turns_per_frame([poses]), torch.tensor([0.05, 0.15]))
+    expected = torch.tensor([0.05, 0.15])
+    torch.testing.assert_close(tool.turns_per_frame([poses], math.pi), expected)
+    torch.testing.assert_close(tool.turns_per_frame([poses], math.pi / 4), expected / 4)
+
+
+def test_holding_a_pose_part_keeps_its_first_frame_value_inside_the_block_only(tool):
+    torch.manual_seed(0)
+    pose = torch.nn.Linear(2, 4)
+    sprite = SimpleNamespace(generator=SimpleNamespace(image=SimpleNamespace(pose=pose)))
+    x = torch.randn(3, 5, 2)
+    free = pose(x)
+    with tool.holding_sprite_pose(sprite, "position"):
+        held = pose(x)
+    torch.testing.assert_close(held[:, :, :2], free[:, :1, :2].expand(3, 5, 2))
+    torch.testing.assert_close(held[:, :, 2:], free[:, :, 2:])
+    assert (free[:, 1:, :2] - free[:, :1, :2]).abs().min() > 0
+    with tool.holding_sprite_pose(sprite, "angle"):
+        held = pose(x)
+    torch.testing.assert_close(held[:, :, 2], free[:, :1, 2].expand(3, 5))
+    torch.testing.assert_close(pose(x), free)  # after the block: the hook is gone
 
 
 def test_sprite_poses_are_recorded_inside_the_block_only(tool):

@@ -442,6 +442,25 @@ def test_sprite_generator_draws_its_sprite_where_the_pose_says():
     assert (small[:, shrunk] + 1.0).abs().max() < 1e-6
 
 
+def test_sprite_gains_scale_the_pose_codes_into_shift_and_turn():
+    torch.manual_seed(1)
+    logits = torch.randn(1, 4, 16, 16) * 3
+    latents, z = torch.zeros(1, 2, 8), torch.zeros(1, 8)
+    gains = {"sprite_shift_gain": 2.0, "sprite_turn_gain": 0.25}
+    plain = _posed_sprite_generator([math.atanh(0.25), 0.0, 0.5, 0.0], logits)(latents, z)
+    # Half the centre code at shift gain 2 and four times the angle code at turn gain 1/4 draw
+    # the same frame: 4 pixels right, a quarter turn.
+    scaled = _posed_sprite_generator([math.atanh(0.25) / 2, 0.0, 2.0, 0.0], logits, **gains)
+    torch.testing.assert_close(scaled(latents, z), plain, atol=1e-5, rtol=0)
+    unscaled = _posed_sprite_generator([math.atanh(0.25) / 2, 0.0, 2.0, 0.0], logits)
+    assert (unscaled(latents, z) - plain).abs().max() > 0.5
+    for name in gains:
+        with pytest.raises(ConfigError, match=f"{name}: 2.0 needs image_generator"):
+            build_config(TGANConfig, {name: 2.0}, "backbone.tgan")
+        with pytest.raises(ConfigError, match=f"{name}: expected"):
+            build_config(TGANConfig, {"image_generator": "sprite", name: 0.0}, "backbone.tgan")
+
+
 def test_a_full_size_sprite_spans_the_frame_one_to_one_and_half_of_it_averaged():
     torch.manual_seed(2)
     logits = torch.randn(1, 4, 32, 32) * 3

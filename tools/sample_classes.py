@@ -11,13 +11,15 @@ classes are shape × motion), and how the frames change: the mean absolute chang
 frame to the next, and the mean absolute second difference (frame k+1 − 2·frame k + frame k−1)
 as a share of it, a rough flicker measure: hard edges in steady motion keep it high too (real
 clips score about 1.7). For the sprite image generator it also says how many videos turn their
-sprite. Figures in docs/TINY_RECIPE.md.
+sprite, and what is left of the motion when each part of the sprite's pose (position, angle,
+scale) is held at its first frame's value. Figures in docs/TINY_RECIPE.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -83,11 +85,33 @@ def recording_sprite_poses(generator: nd.TrainedGenerator) -> Iterator[list[torc
             hook.remove()
 
 
-def turns_per_frame(poses: list[torch.Tensor]) -> torch.Tensor:
+POSE_PARTS: dict[str, tuple[int, ...]] = {"position": (0, 1), "angle": (2,), "scale": (3,)}
+"""The sprite pose code's columns of each part of the pose."""
+
+
+@contextlib.contextmanager
+def holding_sprite_pose(generator: nd.TrainedGenerator, part: str) -> Iterator[None]:
+    """Inside the block, every frame of a sprite video takes ``part`` of its pose (a key of
+    POSE_PARTS) from the video's first frame: what is left of the motion without that part."""
+    columns = list(POSE_PARTS[part])
+
+    def hold(_module: torch.nn.Module, _inputs: object, codes: torch.Tensor) -> torch.Tensor:
+        held = codes.clone()
+        held[:, :, columns] = codes[:, :1, columns]
+        return held
+
+    hook = generator.generator.image.pose.register_forward_hook(hold)
+    try:
+        yield
+    finally:
+        hook.remove()
+
+
+def turns_per_frame(poses: list[torch.Tensor], radians_per_code: float) -> torch.Tensor:
     """Turns per frame of each video's sprite (the mean over its frames) from its pose codes:
-    the sprite turns by π · code radians."""
+    the sprite turns by ``radians_per_code`` × code radians."""
     angle_code = torch.cat(poses)[..., 2]
-    return angle_code.diff(dim=1).mean(1).abs() / 2
+    return angle_code.diff(dim=1).mean(1).abs() * radians_per_code / (2 * math.pi)
 
 
 def main() -> None:
@@ -111,13 +135,22 @@ def main() -> None:
         fmt = "{:>10.0%}" if key.startswith(("shape", "motion")) else "{:>10.3g}"
         print(f"{key:<18} " + fmt.format(g) + " " + fmt.format(r))
     if poses:
-        turns = turns_per_frame(poses)
+        turns = turns_per_frame(poses, generator.generator.image.turn_gain)
         print(
             f"sprite turning: {(turns > 0.01).float().mean().item():.0%} of the videos turn more "
             f"than 0.01 turn a frame (median {turns.median().item():.3f}); in the data only the "
             f"rotate clips turn, 0.4-1 turn a clip ({0.4 / (frames - 1):.3f}-"
             f"{1 / (frames - 1):.3f} a frame)"
         )
+        print("with one part of the pose held at its first frame's value:")
+        for part in POSE_PARTS:
+            with holding_sprite_pose(generator, part):
+                held = describe(class_probabilities(generator.generate(args.n, seed=args.seed)))
+            shares = ", ".join(f"{m} {held[f'motion {m}']:.0%}" for m in shapes_render.MOTIONS)
+            print(
+                f"  {part:<9} IS {held['IS']:.3g}, of motion alone "
+                f"{held['IS of motion alone']:.3g} ({shares})"
+            )
 
 
 if __name__ == "__main__":

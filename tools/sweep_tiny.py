@@ -253,6 +253,24 @@ VARIANTS: dict[str, list[str]] = {
     "dark-still": [*SPRITE_DARK, "backbone.tgan.sprite_pose_init=still"],
     "dark-frame4": [*SPRITE_DARK, "backbone.tgan.frame_critic=4"],
     "dark-sde": [*SPRITE_DARK, "plugins.temporal=temporal.sde"],
+    "dark-turn025": [*SPRITE_DARK, "backbone.tgan.sprite_turn_gain=0.25"],
+    "dark-shift3": [*SPRITE_DARK, "backbone.tgan.sprite_shift_gain=3"],
+    "dark-turn025-shift3": [
+        *SPRITE_DARK,
+        "backbone.tgan.sprite_turn_gain=0.25",
+        "backbone.tgan.sprite_shift_gain=3",
+    ],
+    "dark-turn01-shift3": [
+        *SPRITE_DARK,
+        "backbone.tgan.sprite_turn_gain=0.1",
+        "backbone.tgan.sprite_shift_gain=3",
+    ],
+    "dark-turn025-shift3-frame4": [
+        *SPRITE_DARK,
+        "backbone.tgan.sprite_turn_gain=0.25",
+        "backbone.tgan.sprite_shift_gain=3",
+        "backbone.tgan.frame_critic=4",
+    ],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

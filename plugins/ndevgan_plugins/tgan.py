@@ -256,6 +256,18 @@ class TGANConfig:
         "starts still, centred, unrotated, at half the frame's width, and moves as it learns to)",
         one_of("random", "still"),
     )
+    sprite_turn_gain: float = option(
+        1.0,
+        "sprite image G: the sprite's angle is this × π × its pose code (1: the first sprite "
+        "generator; smaller makes turning cost larger weights, so motion is learnt as movement)",
+        positive,
+    )
+    sprite_shift_gain: float = option(
+        1.0,
+        "sprite image G: the sprite's centre is tanh(this × its pose code) (1: the first sprite "
+        "generator; larger lets small weight changes move the sprite across the frame)",
+        positive,
+    )
     generator_fakes: str = option(
         "fresh",
         "videos the generator step scores: fresh (new latents, the paper's code) or reuse "
@@ -281,6 +293,8 @@ class TGANConfig:
             "sprite_supersample": 1,
             "sprite_background": "random",
             "sprite_pose_init": "random",
+            "sprite_turn_gain": 1.0,
+            "sprite_shift_gain": 1.0,
         }
         for name, default in sprite_only.items():
             if getattr(self, name) != default and self.image_generator != "sprite":
@@ -372,7 +386,9 @@ class SpriteImageGenerator(nd.ImageGenerator):
     starts it many-coloured, and the generator's first thousand steps then grow the sprite to
     a dark mask over the frame, with the shape drawn off-centre inside it).
     ``sprite_pose_init = "still"`` starts every sprite still (the random default starts most of
-    them spinning, which the generator keeps)."""
+    them spinning, which the generator keeps). ``sprite_turn_gain`` and ``sprite_shift_gain``
+    scale the angle and centre codes (angle = gain · π · code, centre = tanh(gain · code)): at
+    1 and 1 the generator makes every motion by turning a sprite drawn off its centre."""
 
     POSE_HIDDEN: ClassVar[int] = 64
 
@@ -403,6 +419,8 @@ class SpriteImageGenerator(nd.ImageGenerator):
         y, x = torch.meshgrid(coords, coords, indexing="ij")
         pixels = torch.stack([x, y, torch.ones_like(x)], dim=-1).view(-1, 3)
         self.register_buffer("pixels", pixels, persistent=False)
+        self.turn_gain = math.pi * config.sprite_turn_gain
+        self.shift_gain = config.sprite_shift_gain
         self.pose = nn.Sequential(
             nn.Linear(2 * config.latent_dim, self.POSE_HIDDEN),
             nn.ReLU(inplace=True),
@@ -434,8 +452,8 @@ class SpriteImageGenerator(nd.ImageGenerator):
             F.interpolate(background, size=(size, size), mode="bilinear", align_corners=False)
         )
         pose = self.pose(torch.cat([latents, z.unsqueeze(1).expand(b, t, -1)], dim=2))
-        centre = torch.tanh(pose[..., :2]).reshape(b * t, 2, 1)
-        angle = math.pi * pose[..., 2].reshape(b * t)
+        centre = torch.tanh(self.shift_gain * pose[..., :2]).reshape(b * t, 2, 1)
+        angle = self.turn_gain * pose[..., 2].reshape(b * t)
         # Sampling coordinates: input = s·R·(output − centre), so the sprite's middle lands on
         # the centre and the sprite spans 1/s of the frame's width (s in [1, 4], 2 at 0).
         scale = 2.0 * torch.exp(math.log(2.0) * torch.tanh(pose[..., 3])).reshape(b * t)
