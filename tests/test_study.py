@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -466,6 +467,9 @@ def test_study_jobs_trains_runs_in_subprocesses_and_reports_across_seeds(tmp_pat
             assert float(row[f"{metric}_std"]) == pytest.approx(std, rel=1e-5, abs=1e-9)
     table = (out / "results.md").read_text()
     assert "Across seeds" in table and "| `tgan-ode-o1-single` | 2 |" in table
+    # two IS scores (steps 4 and 8) in each run's second half: too few for a late trend
+    assert "| best step | IS trend | IS | FID |" in table and "IS trend: the least-squares" in table
+    assert summary["tgan-conv1d"]["late_trend"] == summary["tgan-conv1d"]["late_trend_std"] == ""
     for name in ("is_over_training.png", "final_metrics.png"):
         image = media.read_png(out / name)
         assert image.std() > 5, name
@@ -549,6 +553,58 @@ def test_jobs_is_for_the_local_launcher(tmp_path, classifier):
     assert result.returncode != 0
     assert "--jobs" in result.stderr and "local launcher" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_result_written_before_an_option_existed_still_counts_at_its_default(
+    tmp_path, registry, classifier
+):
+    grid = study.load_grid(
+        write_grid(tmp_path / "g.toml", SMALL_GRID.format(classifier=classifier))
+    )
+    plan = study.plan_runs(grid, registry, [])[1]
+    config = plan.config.to_dict()
+    final = {"protocol": grid.protocol.final_record(), "config": config}
+    assert study.holds_result_of(final, plan, grid.protocol, registry)
+    older = json.loads(json.dumps(config))
+    del older["backbone"]["tgan"]["minibatch_std"]  # a record from before the option
+    assert study.holds_result_of({**final, "config": older}, plan, grid.protocol, registry)
+    other = json.loads(json.dumps(config))
+    other["backbone"]["tgan"]["minibatch_std"] = True
+    assert not study.holds_result_of({**final, "config": other}, plan, grid.protocol, registry)
+    other["backbone"]["tgan"]["minibatch_std"] = "maybe"  # unreadable: not this run's result
+    assert not study.holds_result_of({**final, "config": other}, plan, grid.protocol, registry)
+    assert not study.holds_result_of({**final, "protocol": {}}, plan, grid.protocol, registry)
+    assert not study.holds_result_of(None, plan, grid.protocol, registry)
+
+
+def test_late_trend_is_the_slope_of_the_second_half_per_thousand_steps():
+    from ndevgan_plugins.study import late_trend
+
+    # IS rises 2 per 1,000 steps up to step 2,000, then 0.5 per 1,000 steps: only the second
+    # half (steps 2,000-4,000) counts. FID records without IS are ignored.
+    records = [{"step": s, "is_mean": 2e-3 * min(s, 2000) + 5e-4 * max(s - 2000, 0)}
+               for s in range(0, 4001, 500)]  # fmt: skip
+    records.insert(3, {"step": 1500, "fid_mean": 80.0})
+    assert late_trend(records, "is") == pytest.approx(0.5)
+    assert late_trend(records, "fid") is None  # one FID score: no trend
+    flat = [{"step": s, "is_mean": 6.0 + (0.1 if s % 1000 else -0.1)} for s in range(0, 4001, 500)]
+    assert abs(late_trend(flat, "is")) < 0.06
+    assert late_trend(records[-2:], "is") is None  # two scores in the second half: no slope
+
+
+def test_seed_rows_give_the_late_trends_mean_and_spread_across_seeds():
+    from ndevgan_plugins.study import seed_rows
+
+    plans = [SimpleNamespace(run_id=f"r{i}", configuration="c") for i in range(3)]
+    rows = [
+        {"run": f"r{i}", "status": "done", "steps_per_s": 1.0, "train_seconds": 60.0,
+         "best_step": 100, "late_trend": trend, "is_mean": 5.0, "fid_mean": 70.0,
+         "fvd_mean": None}
+        for i, trend in enumerate([0.2, 0.4, None])
+    ]  # fmt: skip
+    [summary] = seed_rows(rows, plans)
+    assert summary["late_trend"] == pytest.approx(0.3)
+    assert summary["late_trend_std"] == pytest.approx(math.sqrt(0.02))
 
 
 def test_figures_of_one_batch_show_no_spread():

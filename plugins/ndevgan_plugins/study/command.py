@@ -165,7 +165,11 @@ class _Study:
         report: dict[str, Path] = {}
         if not dry_run:
             report = write_report(
-                self.out, self.grid, self.plans, wall_seconds=time.perf_counter() - t0
+                self.out,
+                self.grid,
+                self.plans,
+                self.registry,
+                wall_seconds=time.perf_counter() - t0,
             )
         return StudyOutcome(tuple(self.plans), tuple(self.finished), self.interrupted, report)
 

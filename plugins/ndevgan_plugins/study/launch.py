@@ -66,6 +66,24 @@ def _comparable(tree: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def holds_result_of(
+    final: Mapping[str, Any] | None, plan: PlannedRun, protocol: Protocol, registry: Registry
+) -> bool:
+    """Whether a run's ``final.json`` record is ``plan``'s result under ``protocol``: the same
+    protocol and config. The saved config is read through ``registry`` first, so an option
+    added since the record was written counts at its default (which reproduces the behaviour
+    from before it existed) instead of making every earlier result look foreign."""
+    from ndevgan_core.runconfig import resolve
+
+    if final is None or final.get("protocol") != protocol.final_record():
+        return False
+    try:
+        saved = resolve(final["config"], registry).to_dict()
+    except (NdevganError, KeyError, TypeError):
+        return False
+    return _comparable(saved) == _comparable(plan.config.to_dict())
+
+
 def checkpoint_step(path: Path) -> int:
     """The step of a ``step-NNNNNNNN.pt`` checkpoint, from its name."""
     return int(path.stem.split("-", 1)[1])
@@ -97,11 +115,7 @@ def inspect_run(
                 f"[{'], ['.join(changed)}] than the grid now gives; delete that directory to "
                 "retrain it, or write the study to another --out"
             )
-    if (
-        final is not None
-        and _comparable(final.get("config")) == _comparable(wanted)
-        and final.get("protocol") == protocol.final_record()
-    ):
+    if holds_result_of(final, plan, protocol, registry):
         return RunState("done", step, final)
     if checkpoints:
         status = "evaluate" if step >= plan.config.run.iterations else "resume"

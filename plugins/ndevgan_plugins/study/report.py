@@ -19,6 +19,7 @@ from ndevgan_core.files import (
     atomic_path,
     write_text_atomic,
 )
+from ndevgan_core.registry import Registry
 
 from .grid import (
     COMPARISON_NPZ,
@@ -28,8 +29,9 @@ from .grid import (
     RUNS_DIR,
     TIMING_JSON,
     Grid,
+    Protocol,
 )
-from .launch import _comparable, _read_json
+from .launch import _read_json, holds_result_of
 from .plan import PlannedRun, _short
 
 # Results: table, CSV, plots and the comparison grid
@@ -39,6 +41,7 @@ _FIGURE_COLUMNS = (
     "steps_per_s",
     "train_seconds",
     "best_step",
+    "late_trend",
     "is_mean",
     "is_std",
     "fid_mean",
@@ -92,16 +95,33 @@ def read_eval_log(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def result_rows(plans: Sequence[PlannedRun], out: Path) -> list[dict[str, Any]]:
-    """One row per planned run (finished or not) with the CSV's columns."""
+def late_trend(records: Sequence[Mapping[str, Any]], metric: str) -> float | None:
+    """How fast ``metric`` still moved at the end of a run: the least-squares slope of its
+    periodic scores (``records``, as :func:`read_eval_log` gives them) over the second half of
+    the steps scored, per 1,000 steps. None with fewer than three scores in that half. A
+    curve that has flattened has a slope near 0, well inside its spread across seeds."""
+    points = [(r["step"], r[f"{metric}_mean"]) for r in records if f"{metric}_mean" in r]
+    if not points:
+        return None
+    last = max(step for step, _ in points)
+    late = [(step, value) for step, value in points if step >= last / 2]
+    if len(late) < 3:
+        return None
+    steps, values = (np.array(column, dtype=float) for column in zip(*late))
+    return float(np.polyfit(steps / 1000, values, 1)[0])
+
+
+def result_rows(
+    plans: Sequence[PlannedRun], out: Path, protocol: Protocol, registry: Registry
+) -> list[dict[str, Any]]:
+    """One row per planned run (finished or not) with the CSV's columns; ``late_trend`` is
+    that of the tracked metric (the protocol's ``eval_metric``)."""
     rows = []
     for plan in plans:
         run_dir = out / RUNS_DIR / plan.run_id
         final = _read_json(run_dir / FINAL_JSON)
-        if final is not None and _comparable(final.get("config")) != _comparable(
-            plan.config.to_dict()
-        ):
-            final = None  # from another config of this run id: not this run's result
+        if not holds_result_of(final, plan, protocol, registry):
+            final = None  # another config's or protocol's: not this run's result
         timing = _read_json(run_dir / TIMING_JSON) or {}
         row: dict[str, Any] = {
             "run": plan.run_id,
@@ -117,6 +137,9 @@ def result_rows(plans: Sequence[PlannedRun], out: Path) -> list[dict[str, Any]]:
             "steps_per_s": steps_per_second(run_dir),
             "train_seconds": timing.get("train_seconds"),
             "best_step": final["step"] if final else None,
+            "late_trend": late_trend(read_eval_log(run_dir), protocol.eval_metric)
+            if final
+            else None,
         }
         for metric in METRICS:
             result = (final or {}).get("metrics", {}).get(metric)
@@ -126,7 +149,7 @@ def result_rows(plans: Sequence[PlannedRun], out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-SEED_CSV_COLUMNS = ("configuration", "seeds", *_FIGURE_COLUMNS)
+SEED_CSV_COLUMNS = ("configuration", "seeds", *_FIGURE_COLUMNS, "late_trend_std")
 """Columns of ``results_by_configuration.csv`` (a study with several seeds)."""
 
 
@@ -142,8 +165,8 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 def seed_rows(rows: Sequence[Mapping[str, Any]], plans: Sequence[PlannedRun]) -> list[dict]:
     """One row per configuration over its finished seeds: each figure's mean and sample
     standard deviation across seeds (the spread a reader compares configurations by), the
-    mean speed, training time and best step. Configurations with no finished seed are left
-    out."""
+    mean speed, training time and best step, and the late trend's mean and sample standard
+    deviation. Configurations with no finished seed are left out."""
     by_run = {p.run_id: p for p in plans}
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -158,6 +181,8 @@ def seed_rows(rows: Sequence[Mapping[str, Any]], plans: Sequence[PlannedRun]) ->
         for metric in METRICS:
             values = [m[f"{metric}_mean"] for m in members if m[f"{metric}_mean"] is not None]
             summary[f"{metric}_mean"], summary[f"{metric}_std"] = _mean_std(values)
+        trends = [m["late_trend"] for m in members if m["late_trend"] is not None]
+        summary["late_trend"], summary["late_trend_std"] = _mean_std(trends)
         out.append(summary)
     return out
 
@@ -220,13 +245,21 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def _trend(mean: float | None, std: float | None = None) -> str:
+    """A late trend as a signed figure per 1,000 steps (± its spread across seeds)."""
+    if mean is None:
+        return "—"
+    text = f"{mean:+.2f}"
+    return text if std is None else f"{text} ± {std:.2f}"
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], tracked: str = "is") -> str:
     """The results table as Markdown (one row per run)."""
     header = (
         "| run | backbone | temporal | design | order | seed | G_t params | G params | steps/s "
-        "| train time | best step | IS | FID |"
+        f"| train time | best step | {METRIC_LABELS[tracked]} trend | IS | FID |"
     )
-    lines = [header, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [header, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         sps = r["steps_per_s"]
         lines.append(
@@ -244,6 +277,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
                     "—" if sps is None else f"{sps:.2f}",
                     _duration(r["train_seconds"]),
                     "—" if r["best_step"] is None else f"{r['best_step']:,}",
+                    _trend(r["late_trend"]),
                     _pm(r["is_mean"], r["is_std"]),
                     _pm(r["fid_mean"], r["fid_std"]),
                 ]
@@ -253,11 +287,12 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def seed_markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
+def seed_markdown_table(summaries: Sequence[Mapping[str, Any]], tracked: str = "is") -> str:
     """The across-seeds table as Markdown (one row per configuration)."""
     lines = [
-        "| configuration | seeds | steps/s | train time | best step | IS | FID |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| configuration | seeds | steps/s | train time | best step | "
+        f"{METRIC_LABELS[tracked]} trend | IS | FID |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summaries:
         sps, best = r["steps_per_s"], r["best_step"]
@@ -267,6 +302,7 @@ def seed_markdown_table(summaries: Sequence[Mapping[str, Any]]) -> str:
             "—" if sps is None else f"{sps:.2f}",
             _duration(r["train_seconds"]),
             "—" if best is None else f"{best:,.0f}",
+            _trend(r["late_trend"], r["late_trend_std"]),
             _pm(r["is_mean"], r["is_std"]),
             _pm(r["fid_mean"], r["fid_std"]),
         ]
@@ -465,13 +501,15 @@ def write_report(
     out: Path,
     grid: Grid,
     plans: Sequence[PlannedRun],
+    registry: Registry,
     *,
     wall_seconds: float | None = None,
 ) -> dict[str, Path]:
     """Write results.csv, results.md, the plots and the comparison grid; return their paths."""
-    rows = result_rows(plans, out)
-    paths = {"csv": write_csv(out / "results.csv", rows)}
     protocol = grid.protocol
+    tracked = protocol.eval_metric
+    rows = result_rows(plans, out, protocol, registry)
+    paths = {"csv": write_csv(out / "results.csv", rows)}
     curve = plot_training_curves(
         out / f"{protocol.eval_metric}_over_training.png", plans, out, protocol.eval_metric
     )
@@ -494,11 +532,17 @@ def write_report(
         lines += [
             "Across seeds (each figure: mean ± sample std over the seeds' final figures):",
             "",
-            seed_markdown_table(summaries),
+            seed_markdown_table(summaries, tracked),
             "Every run:",
             "",
         ]
-    lines.append(markdown_table(rows))
+    lines.append(markdown_table(rows, tracked))
+    lines += [
+        f"{METRIC_LABELS[tracked]} trend: the least-squares slope of the periodic "
+        f"{METRIC_LABELS[tracked]} over the second half of a run's scored steps, per 1,000 "
+        "steps; near 0, inside its spread across seeds, when the curve has flattened.",
+        "",
+    ]
     done = sum(r["status"] == "done" for r in rows)
     lines.append(f"{done} of {len(rows)} runs finished.")
     train = [r["train_seconds"] for r in rows if r["train_seconds"] is not None]
