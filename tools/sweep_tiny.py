@@ -252,6 +252,12 @@ VARIANTS: dict[str, list[str]] = {
     "dark-mbstd": [*SPRITE_DARK, "backbone.tgan.minibatch_std=true"],
     "dark-still": [*SPRITE_DARK, "backbone.tgan.sprite_pose_init=still"],
     "dark-frame4": [*SPRITE_DARK, "backbone.tgan.frame_critic=4"],
+    "dark-frame8": [*SPRITE_DARK, "backbone.tgan.frame_critic=8"],
+    "dark-frame4-d32": [
+        *SPRITE_DARK,
+        "backbone.tgan.frame_critic=4",
+        "backbone.tgan.d_channels=32",
+    ],
     "dark-sde": [*SPRITE_DARK, "plugins.temporal=temporal.sde"],
     "dark-turn025": [*SPRITE_DARK, "backbone.tgan.sprite_turn_gain=0.25"],
     "dark-shift3": [*SPRITE_DARK, "backbone.tgan.sprite_shift_gain=3"],
