@@ -135,7 +135,7 @@ def main() -> None:
         fmt = "{:>10.0%}" if key.startswith(("shape", "motion")) else "{:>10.3g}"
         print(f"{key:<18} " + fmt.format(g) + " " + fmt.format(r))
     if poses:
-        turns = turns_per_frame(poses, generator.generator.image.turn_gain)
+        turns = turns_per_frame(poses, generator.generator.image.radians_per_angle_code)
         print(
             f"sprite turning: {(turns > 0.01).float().mean().item():.0%} of the videos turn more "
             f"than 0.01 turn a frame (median {turns.median().item():.3f}); in the data only the "

@@ -419,7 +419,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
         y, x = torch.meshgrid(coords, coords, indexing="ij")
         pixels = torch.stack([x, y, torch.ones_like(x)], dim=-1).view(-1, 3)
         self.register_buffer("pixels", pixels, persistent=False)
-        self.turn_gain = math.pi * config.sprite_turn_gain
+        self.radians_per_angle_code = math.pi * config.sprite_turn_gain
         self.shift_gain = config.sprite_shift_gain
         self.pose = nn.Sequential(
             nn.Linear(2 * config.latent_dim, self.POSE_HIDDEN),
@@ -453,7 +453,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
         )
         pose = self.pose(torch.cat([latents, z.unsqueeze(1).expand(b, t, -1)], dim=2))
         centre = torch.tanh(self.shift_gain * pose[..., :2]).reshape(b * t, 2, 1)
-        angle = self.turn_gain * pose[..., 2].reshape(b * t)
+        angle = self.radians_per_angle_code * pose[..., 2].reshape(b * t)
         # Sampling coordinates: input = s·R·(output − centre), so the sprite's middle lands on
         # the centre and the sprite spans 1/s of the frame's width (s in [1, 4], 2 at 0).
         scale = 2.0 * torch.exp(math.log(2.0) * torch.tanh(pose[..., 3])).reshape(b * t)
