@@ -253,6 +253,7 @@ VARIANTS: dict[str, list[str]] = {
     "dark-still": [*SPRITE_DARK, "backbone.tgan.sprite_pose_init=still"],
     "dark-frame4": [*SPRITE_DARK, "backbone.tgan.frame_critic=4"],
     "dark-frame8": [*SPRITE_DARK, "backbone.tgan.frame_critic=8"],
+    "dark-frame2": [*SPRITE_DARK, "backbone.tgan.frame_critic=2"],
     "dark-frame4-d32": [
         *SPRITE_DARK,
         "backbone.tgan.frame_critic=4",
@@ -277,6 +278,12 @@ VARIANTS: dict[str, list[str]] = {
         "backbone.tgan.sprite_shift_gain=3",
         "backbone.tgan.frame_critic=4",
     ],
+    # session 18: an average of the generator's weights, the textbook loss and one colour per
+    # video, on the dark start
+    "dark-ema99": [*SPRITE_DARK, "run.ema=0.99"],
+    "dark-ema999": [*SPRITE_DARK, "run.ema=0.999"],
+    "dark-ns-r1x10": [*SPRITE_DARK, *NS_R1_ADAM, "backbone.tgan.r1=0.5"],
+    "dark-flat": [*SPRITE_DARK, "backbone.tgan.sprite_colour=flat"],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
