@@ -185,17 +185,24 @@ def test_ode_export_parity_metadata_and_runtime(ode_export, registry):
 
 
 @pytest.mark.parametrize(
-    ("colour", "size", "supersample"),
-    [("free", "half", 1), ("flat", "half", 1), ("free", "full", 1), ("free", "full", 2)],
+    ("colour", "size", "supersample", "shape"),
+    [
+        ("free", "half", 1, "drawn"),
+        ("flat", "half", 1, "drawn"),
+        ("free", "full", 1, "drawn"),
+        ("free", "full", 2, "drawn"),
+        ("free", "full", 1, "polar"),
+    ],
 )
 def test_sprite_image_generator_exports_with_its_warp(
-    colour, size, supersample, checkpoint, registry, tmp_path
+    colour, size, supersample, shape, checkpoint, registry, tmp_path
 ):
     options = {
         "image_generator": "sprite",
         "sprite_colour": colour,
         "sprite_size": size,
         "sprite_supersample": supersample,
+        "sprite_shape": shape,
     }
     ckpt = checkpoint("backbone.tgan", "temporal.ode", backbone_options=options)
     report = export_onnx(ckpt, tmp_path / "g.onnx", registry=registry)

@@ -587,6 +587,113 @@ def test_flat_sprite_colour_is_one_colour_per_video():
         build_config(TGANConfig, {"image_generator": "sprites"}, "backbone.tgan")
 
 
+def _polar_sprite(radius_of_angle, colour, hole=(0.0, 0.0, 0.0)):
+    """The demo's size of polar sprite generator with its outline set to ``radius_of_angle``
+    (a function of the angle in radians, in units of the sprite's half-width) and its hole to
+    ``hole`` (centre x, y and radius in the same units; radius 0: none) for every z."""
+    image = _small_tgan(
+        image_generator="sprite", sprite_size="full", sprite_shape="polar", size=32
+    ).generator.image
+    angles = torch.arange(image.outline_angles) / image.outline_angles * 2 * math.pi
+    radii = radius_of_angle(angles) / image.OUTLINE_MAX_RADIUS
+    with torch.no_grad():
+        image.outline[-1].weight.zero_()
+        x, y, r = hole
+        hole_codes = torch.tensor(
+            [
+                math.atanh(x / image.HOLE_MAX_OFFSET),
+                math.atanh(y / image.HOLE_MAX_OFFSET),
+                math.log(r / (image.HOLE_MAX_RADIUS - r)) if r > 0 else -40.0,
+            ]
+        )
+        image.outline[-1].bias.copy_(
+            torch.cat([torch.logit(radii), torch.atanh(colour), hole_codes])
+        )
+    return image
+
+
+def test_polar_sprite_draws_a_filled_single_coloured_disc_and_square_of_the_right_area():
+    z = torch.rand(3, 8) * 2 - 1
+    colour = torch.tensor([0.2, 0.9, -0.5])
+    disc = _polar_sprite(lambda a: torch.full_like(a, 0.5), colour).draw_sprite(z)
+    assert disc.shape == (3, 4, 32, 32)
+    alpha = disc[:, 3]
+    # A radius of half the half-width is 8 sprite pixels: area π · 8², the soft edge symmetric.
+    torch.testing.assert_close(
+        alpha.sum(dim=(1, 2)), torch.full((3,), math.pi * 64), rtol=0.02, atol=0
+    )
+    assert alpha[:, 13:19, 13:19].min() == 1 and alpha[:, :4, :4].max() == 0
+    torch.testing.assert_close(disc[:, :3], colour.view(1, 3, 1, 1) * alpha.unsqueeze(1))
+    # A square of half-side 0.4 (6.4 sprite pixels): radius 0.4 / max(|cos|, |sin|).
+    square = _polar_sprite(lambda a: 0.4 / torch.maximum(a.cos().abs(), a.sin().abs()), colour)
+    alpha = square.draw_sprite(z)[:, 3]
+    torch.testing.assert_close(alpha.sum(dim=(1, 2)), torch.full((3,), 12.8**2), rtol=0.03, atol=0)
+    assert alpha[:, 11:21, 11:21].min() == 1  # filled to within a pixel of its sides
+    assert alpha[:, 16, 24:].max() == 0 and alpha[:, 24:, 16].max() == 0
+    # A disc of radius 0.8 (12.8 px) with a hole of radius 0.3 (4.8 px) a quarter right of
+    # its centre: the area is the difference, and the hole's middle (pixel 20, 16) is empty.
+    holed = _polar_sprite(lambda a: torch.full_like(a, 0.8), colour, hole=(0.25, 0.0, 0.29999))
+    alpha = holed.draw_sprite(z)[:, 3]
+    expected = math.pi * (12.8**2 - 4.8**2)
+    torch.testing.assert_close(alpha.sum(dim=(1, 2)), torch.full((3,), expected), rtol=0.02, atol=0)
+    assert alpha[:, 15:17, 19:21].max() == 0 and alpha[:, 15:17, 8:12].min() == 1
+
+
+def test_polar_sprite_learns_its_outline_and_is_only_for_the_free_colour_sprite():
+    gan = _small_tgan(image_generator="sprite", sprite_shape="polar")
+    image = gan.generator.image
+    assert image.up is None and image.fc is None
+    frames = image(torch.randn(2, 3, 8), torch.rand(2, 8) * 2 - 1)
+    assert frames.shape == (2, 3, 3, 32, 32)
+    frames.square().sum().backward()
+    assert image.outline[0].weight.grad.abs().sum() > 0
+    assert image.outline[-1].weight.grad[: image.outline_angles].abs().sum() > 0
+    with pytest.raises(
+        ConfigError, match='sprite_colour: .flat. applies to sprite_shape = "drawn"'
+    ):
+        build_config(
+            TGANConfig,
+            {"image_generator": "sprite", "sprite_shape": "polar", "sprite_colour": "flat"},
+            "backbone.tgan",
+        )
+    with pytest.raises(ConfigError, match="sprite_outline_angles: expected at least 3 angles"):
+        build_config(
+            TGANConfig,
+            {"image_generator": "sprite", "sprite_shape": "polar", "sprite_outline_angles": 2},
+            "backbone.tgan",
+        )
+    with pytest.raises(ConfigError, match='sprite_outline_angles: 24 needs sprite_shape = "polar"'):
+        build_config(
+            TGANConfig,
+            {"image_generator": "sprite", "sprite_outline_angles": 24},
+            "backbone.tgan",
+        )
+    with pytest.raises(ConfigError, match='sprite_shape: .polar. needs image_generator = "sprite"'):
+        build_config(TGANConfig, {"sprite_shape": "polar"}, "backbone.tgan")
+
+
+@pytest.mark.parametrize("angles", [64, 24])
+def test_polar_sprite_generator_parameter_count(angles):
+    options = {
+        "image_generator": "sprite",
+        "sprite_size": "full",
+        "sprite_shape": "polar",
+        "sprite_outline_angles": angles,
+    }
+    config = build_config(TGANConfig, {"preset": "tiny", **options}, "backbone.tgan")
+    backbone = TGANBackbone(config)
+    image = backbone.build(
+        Conv1dTemporal(Conv1dTemporalConfig(), backbone.temporal_spec())
+    ).generator.image
+    expected = (
+        100 * 128 + 128 + 128 * (angles + 6) + angles + 6  # outline MLP: radii, colour, hole
+        + 100 * 48 + 48  # background 3×4×4
+        + 200 * 64 + 64 + 64 * 4 + 4  # pose MLP
+    )  # fmt: skip
+    assert nd.count_parameters(image) == expected
+    assert angles != 64 or expected == 39_930
+
+
 @pytest.mark.parametrize(
     ("sprite_size", "g_channels", "levels"), [("half", 32, 2), ("full", 16, 3)]
 )  # 16×16 or 32×32 sprites; the second is the demo's

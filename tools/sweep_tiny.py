@@ -36,6 +36,7 @@ SPRITE = "backbone.tgan.image_generator=sprite"
 SPRITE_G32 = [SPRITE, "backbone.tgan.g_channels=32"]
 SPRITE_FULL = [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"]
 SPRITE_DARK = [*SPRITE_FULL, "backbone.tgan.sprite_background=dark"]
+DARK_POLAR = [*SPRITE_DARK, "backbone.tgan.sprite_shape=polar"]
 NS_R1_ADAM = [
     "backbone.tgan.loss=nonsaturating",
     "backbone.tgan.critic_norm=none",
@@ -284,6 +285,10 @@ VARIANTS: dict[str, list[str]] = {
     "dark-ema999": [*SPRITE_DARK, "run.ema=0.999"],
     "dark-ns-r1x10": [*SPRITE_DARK, *NS_R1_ADAM, "backbone.tgan.r1=0.5"],
     "dark-flat": [*SPRITE_DARK, "backbone.tgan.sprite_colour=flat"],
+    # the sprite as a filled star-shaped outline of one colour instead of painted pixels
+    "dark-polar": DARK_POLAR,
+    "dark-polar24": [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"],
+    "dark-polar16": [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=16"],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

@@ -230,6 +230,21 @@ class TGANConfig:
         "frame's width: one more up-sampling level, finer outlines)",
         one_of("half", "full"),
     )
+    sprite_shape: str = option(
+        "drawn",
+        "sprite image G: drawn (up-convolutions paint the sprite's colour and opacity pixel by "
+        "pixel) or polar (z gives one colour, a round hole and the outline's radius at "
+        "sprite_outline_angles angles around the "
+        "sprite's centre; the sprite is that star-shaped region, filled, with an edge a frame "
+        "pixel wide: every shape of dataset.shapes is star-shaped about its centre)",
+        one_of("drawn", "polar"),
+    )
+    sprite_outline_angles: int = option(
+        64,
+        'sprite image G with sprite_shape = "polar": how many evenly spaced angles the outline '
+        "has a radius at (fewer: coarser, smoother outlines; a cross needs about 24)",
+        positive,
+    )
     sprite_colour: str = option(
         "free",
         "sprite image G: free (a colour per sprite pixel) or flat (one colour per video from z; "
@@ -295,6 +310,8 @@ class TGANConfig:
             "sprite_pose_init": "random",
             "sprite_turn_gain": 1.0,
             "sprite_shift_gain": 1.0,
+            "sprite_shape": "drawn",
+            "sprite_outline_angles": 64,
         }
         for name, default in sprite_only.items():
             if getattr(self, name) != default and self.image_generator != "sprite":
@@ -302,6 +319,21 @@ class TGANConfig:
                     f'{name}: {getattr(self, name)!r} needs image_generator = "sprite", '
                     f"got image_generator = {self.image_generator!r}"
                 )
+        if self.sprite_outline_angles < 3:
+            raise ConfigError(
+                "sprite_outline_angles: expected at least 3 angles, got "
+                f"{self.sprite_outline_angles}"
+            )
+        if self.sprite_outline_angles != 64 and self.sprite_shape != "polar":
+            raise ConfigError(
+                f"sprite_outline_angles: {self.sprite_outline_angles} needs sprite_shape = "
+                f'"polar", got sprite_shape = {self.sprite_shape!r}'
+            )
+        if self.sprite_shape == "polar" and self.sprite_colour != "free":
+            raise ConfigError(
+                f'sprite_colour: {self.sprite_colour!r} applies to sprite_shape = "drawn"; '
+                'sprite_shape = "polar" always draws one colour per video'
+            )
         if self.frame_critic > self.frames:
             raise ConfigError(
                 f"frame_critic: expected at most the {self.frames} frames of a video, got "
@@ -388,30 +420,68 @@ class SpriteImageGenerator(nd.ImageGenerator):
     ``sprite_pose_init = "still"`` starts every sprite still (the random default starts most of
     them spinning, which the generator keeps). ``sprite_turn_gain`` and ``sprite_shift_gain``
     scale the angle and centre codes (angle = gain · π · code, centre = tanh(gain · code)): at
-    1 and 1 the generator makes every motion by turning a sprite drawn off its centre."""
+    1 and 1 the generator makes every motion by turning a sprite drawn off its centre.
+    ``sprite_shape = "polar"`` replaces the up-convolutions by z → an MLP (128 hidden units) →
+    one colour (tanh) and the outline's radius at ``sprite_outline_angles`` evenly spaced
+    angles (sigmoid, up to 0.85 of the sprite's half-width, linearly interpolated between
+    angles) and a round hole (its centre and radius, up to 0.3 of the half-width: it may shrink
+    to nothing): the sprite is the filled region inside that outline less the hole, so it is
+    always one single-coloured shape."""
 
     POSE_HIDDEN: ClassVar[int] = 64
+    OUTLINE_HIDDEN: ClassVar[int] = 128
+    OUTLINE_MAX_RADIUS: ClassVar[float] = 0.85
+    HOLE_MAX_RADIUS: ClassVar[float] = 0.3
+    HOLE_MAX_OFFSET: ClassVar[float] = 0.6
+    """``sprite_shape = "polar"``: the outline's radii, as fractions of the sprite's half-width,
+    stay inside the window's fully opaque disc."""
 
     def __init__(self, config: TGANConfig) -> None:
         super().__init__()
         self.size = config.size
         self.supersample = config.sprite_supersample
         sprite = config.size if config.sprite_size == "full" else config.size // 2
+        self.sprite_pixels = sprite
         levels = int(math.log2(sprite // 4))
         top = config.g_channels * 2**levels
         self.top = top
-        self.fc = _projection(config.latent_dim, top * 16)
-        layers = _up_levels(top, levels, "nearest")
-        flat = config.sprite_colour == "flat"
-        layers.append(nn.Conv2d(top >> levels, 1 if flat else 4, 3, 1, 1))
-        self.colour = nn.Linear(config.latent_dim, 3) if flat else None
-        self.up = nn.Sequential(*layers)
+        self.colour: nn.Module | None = None
+        self.outline_angles = config.sprite_outline_angles
+        if config.sprite_shape == "polar":
+            self.outline: nn.Module | None = nn.Sequential(
+                nn.Linear(config.latent_dim, self.OUTLINE_HIDDEN),
+                nn.ReLU(inplace=True),
+                nn.Linear(self.OUTLINE_HIDDEN, self.outline_angles + 3 + 3),
+            )
+            self.fc: nn.Module | None = None
+            self.up: nn.Module | None = None
+        else:
+            self.outline = None
+            self.fc = _projection(config.latent_dim, top * 16)
+            layers = _up_levels(top, levels, "nearest")
+            flat = config.sprite_colour == "flat"
+            layers.append(nn.Conv2d(top >> levels, 1 if flat else 4, 3, 1, 1))
+            self.colour = nn.Linear(config.latent_dim, 3) if flat else None
+            self.up = nn.Sequential(*layers)
         self.background = nn.Linear(config.latent_dim, 3 * 16)
         # The sprite's opacity fades to 0 at the inscribed circle of its square, so neither the
         # square's edges nor its corners (which a rotation would cut off) ever show.
         ramp = (torch.arange(sprite, dtype=torch.float32) + 0.5) / sprite * 2 - 1
         radius = torch.hypot(ramp[:, None], ramp[None, :])
         self.register_buffer("window", ((1 - radius) / 0.15).clamp(0, 1), persistent=False)
+        # Polar outline: each sprite pixel's distance from the centre and the two neighbouring
+        # angles of the outline (with the weight of the second) between which it lies.
+        self.register_buffer("pixel_radius", radius, persistent=False)
+        xy = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy"), dim=-1).view(-1, 2)
+        self.register_buffer("sprite_xy", xy, persistent=False)
+        turn = torch.atan2(ramp[:, None], ramp[None, :]).div(2 * math.pi).remainder(1.0)
+        position = turn * self.outline_angles
+        below = position.floor()
+        self.register_buffer("angle_below", below.long().view(-1), persistent=False)
+        self.register_buffer(
+            "angle_above", (below.long().view(-1) + 1) % self.outline_angles, persistent=False
+        )
+        self.register_buffer("angle_weight", (position - below).view(-1), persistent=False)
         # Pixel centres of the frame in [-1, 1] (x, y, 1): the warp is one matrix product, which
         # exports to ONNX where torch's affine_grid does not.
         fine = config.size * config.sprite_supersample
@@ -435,18 +505,44 @@ class SpriteImageGenerator(nd.ImageGenerator):
             nn.init.zeros_(self.pose[-1].weight)
             nn.init.zeros_(self.pose[-1].bias)
 
-    def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
-        b, t = latents.shape[:2]
-        size = self.size
-        fine = size * self.supersample
+    def draw_sprite(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D) → the opacity-premultiplied sprite (B, 4, S, S): RGB × opacity, opacity."""
+        b = z.shape[0]
+        if self.outline is not None:
+            codes = self.outline(z)
+            radii = self.OUTLINE_MAX_RADIUS * torch.sigmoid(codes[:, : self.outline_angles])
+            weight = self.angle_weight
+            edge = radii[:, self.angle_below] * (1 - weight) + radii[:, self.angle_above] * weight
+            # One frame pixel of soft edge at the usual scale (the sprite half the frame's
+            # width, so a radius of 1 is size / 4 frame pixels), as the data's clip(0.5 − d).
+            edge_pixels = self.size / 4
+            alpha = ((edge - self.pixel_radius.view(-1)) * edge_pixels + 0.5).clamp(0, 1)
+            rest = codes[:, self.outline_angles :]
+            colour = torch.tanh(rest[:, :3]).view(b, 3, 1, 1)
+            # A round hole (the data's circles carry one), which may shrink to nothing.
+            hole_centre = self.HOLE_MAX_OFFSET * torch.tanh(rest[:, 3:5])
+            hole_radius = self.HOLE_MAX_RADIUS * torch.sigmoid(rest[:, 5:6])
+            hole_distance = (self.sprite_xy - hole_centre.unsqueeze(1)).norm(dim=-1)
+            hole = ((hole_radius - hole_distance) * edge_pixels + 0.5).clamp(0, 1)
+            # ... fading out below half a frame pixel of radius, so it can vanish altogether
+            hole = hole * (2 * hole_radius * edge_pixels).clamp(max=1)
+            alpha = (alpha * (1 - hole)).view(b, 1, self.sprite_pixels, self.sprite_pixels)
+            return torch.cat([colour * alpha, alpha], dim=1)
+        assert self.fc is not None and self.up is not None
         sprite = self.up(self.fc(z).view(b, self.top, 4, 4))
         alpha = torch.sigmoid(sprite[:, -1:]) * self.window
         if self.colour is not None:
             colour = torch.tanh(self.colour(z)).view(b, 3, 1, 1)
         else:
             colour = torch.tanh(sprite[:, :3])
-        layer = torch.cat([colour * alpha, alpha], dim=1)
+        return torch.cat([colour * alpha, alpha], dim=1)
+
+    def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
+        b, t = latents.shape[:2]
+        size = self.size
+        fine = size * self.supersample
+        layer = self.draw_sprite(z)
         background = self.background(z).view(b, 3, 4, 4)
         background = torch.tanh(
             F.interpolate(background, size=(size, size), mode="bilinear", align_corners=False)
