@@ -234,15 +234,15 @@ class TGANConfig:
         "drawn",
         "sprite image G: drawn (up-convolutions paint the sprite's colour and opacity pixel by "
         "pixel) or polar (z gives one colour, a round hole and the outline's radius at "
-        "sprite_outline_angles angles around the "
-        "sprite's centre; the sprite is that star-shaped region, filled, with an edge a frame "
-        "pixel wide: every shape of dataset.shapes is star-shaped about its centre)",
+        "sprite_outline_angles angles around the sprite's centre; the sprite is that "
+        "star-shaped region, filled, less the hole, with an edge a frame pixel wide: every "
+        "shape of dataset.shapes is star-shaped about its centre)",
         one_of("drawn", "polar"),
     )
     sprite_outline_angles: int = option(
         64,
         'sprite image G with sprite_shape = "polar": how many evenly spaced angles the outline '
-        "has a radius at (fewer: coarser, smoother outlines; a cross needs about 24)",
+        "has a radius at (fewer: coarser outlines, without the one-angle spikes of 64)",
         positive,
     )
     sprite_colour: str = option(
@@ -431,10 +431,12 @@ class SpriteImageGenerator(nd.ImageGenerator):
     POSE_HIDDEN: ClassVar[int] = 64
     OUTLINE_HIDDEN: ClassVar[int] = 128
     OUTLINE_MAX_RADIUS: ClassVar[float] = 0.85
-    HOLE_MAX_RADIUS: ClassVar[float] = 0.3
-    HOLE_MAX_OFFSET: ClassVar[float] = 0.6
     """``sprite_shape = "polar"``: the outline's radii, as fractions of the sprite's half-width,
     stay inside the window's fully opaque disc."""
+    HOLE_MAX_RADIUS: ClassVar[float] = 0.3
+    HOLE_MAX_OFFSET: ClassVar[float] = 0.6
+    """The hole's largest radius and distance from the centre, in the same units (the data's
+    circles: 0.3 and 0.5 of their radius)."""
 
     def __init__(self, config: TGANConfig) -> None:
         super().__init__()
