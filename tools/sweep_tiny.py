@@ -288,7 +288,6 @@ VARIANTS: dict[str, list[str]] = {
     # the sprite as a filled star-shaped outline of one colour instead of painted pixels
     "dark-polar": DARK_POLAR,
     "dark-polar24": [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"],
-    "dark-polar16": [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=16"],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

@@ -324,7 +324,8 @@ class TGANConfig:
                 "sprite_outline_angles: expected at least 3 angles, got "
                 f"{self.sprite_outline_angles}"
             )
-        if self.sprite_outline_angles != 64 and self.sprite_shape != "polar":
+        default_angles = attrs.fields(type(self)).sprite_outline_angles.default
+        if self.sprite_outline_angles != default_angles and self.sprite_shape != "polar":
             raise ConfigError(
                 f"sprite_outline_angles: {self.sprite_outline_angles} needs sprite_shape = "
                 f'"polar", got sprite_shape = {self.sprite_shape!r}'
@@ -471,19 +472,17 @@ class SpriteImageGenerator(nd.ImageGenerator):
         ramp = (torch.arange(sprite, dtype=torch.float32) + 0.5) / sprite * 2 - 1
         radius = torch.hypot(ramp[:, None], ramp[None, :])
         self.register_buffer("window", ((1 - radius) / 0.15).clamp(0, 1), persistent=False)
-        # Polar outline: each sprite pixel's distance from the centre and the two neighbouring
-        # angles of the outline (with the weight of the second) between which it lies.
-        self.register_buffer("pixel_radius", radius, persistent=False)
-        xy = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy"), dim=-1).view(-1, 2)
-        self.register_buffer("sprite_xy", xy, persistent=False)
-        turn = torch.atan2(ramp[:, None], ramp[None, :]).div(2 * math.pi).remainder(1.0)
-        position = turn * self.outline_angles
-        below = position.floor()
-        self.register_buffer("angle_below", below.long().view(-1), persistent=False)
-        self.register_buffer(
-            "angle_above", (below.long().view(-1) + 1) % self.outline_angles, persistent=False
-        )
-        self.register_buffer("angle_weight", (position - below).view(-1), persistent=False)
+        if self.outline is not None:
+            # Each sprite pixel's position, and the two neighbouring angles of the outline
+            # (with the weight of the second) between which it lies.
+            xy = torch.stack(torch.meshgrid(ramp, ramp, indexing="xy"), dim=-1).view(-1, 2)
+            self.register_buffer("sprite_xy", xy, persistent=False)
+            turn = torch.atan2(xy[:, 1], xy[:, 0]).div(2 * math.pi).remainder(1.0)
+            position = turn * self.outline_angles
+            below = position.floor().long()
+            self.register_buffer("angle_below", below, persistent=False)
+            self.register_buffer("angle_above", (below + 1) % self.outline_angles, persistent=False)
+            self.register_buffer("angle_weight", position - below, persistent=False)
         # Pixel centres of the frame in [-1, 1] (x, y, 1): the warp is one matrix product, which
         # exports to ONNX where torch's affine_grid does not.
         fine = config.size * config.sprite_supersample
@@ -518,7 +517,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
             # One frame pixel of soft edge at the usual scale (the sprite half the frame's
             # width, so a radius of 1 is size / 4 frame pixels), as the data's clip(0.5 − d).
             edge_pixels = self.size / 4
-            alpha = ((edge - self.pixel_radius.view(-1)) * edge_pixels + 0.5).clamp(0, 1)
+            alpha = ((edge - self.sprite_xy.norm(dim=-1)) * edge_pixels + 0.5).clamp(0, 1)
             rest = codes[:, self.outline_angles :]
             colour = torch.tanh(rest[:, :3]).view(b, 3, 1, 1)
             # A round hole (the data's circles carry one), which may shrink to nothing.
