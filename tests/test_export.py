@@ -185,17 +185,19 @@ def test_ode_export_parity_metadata_and_runtime(ode_export, registry):
 
 
 @pytest.mark.parametrize(
-    ("colour", "size", "supersample", "shape"),
+    ("colour", "size", "supersample", "shape", "code"),
     [
-        ("free", "half", 1, "drawn"),
-        ("flat", "half", 1, "drawn"),
-        ("free", "full", 1, "drawn"),
-        ("free", "full", 2, "drawn"),
-        ("free", "full", 1, "polar"),
+        ("free", "half", 1, "drawn", 0),
+        ("flat", "half", 1, "drawn", 0),
+        ("free", "full", 1, "drawn", 0),
+        ("free", "full", 2, "drawn", 0),
+        ("free", "full", 1, "polar", 0),
+        ("free", "half", 1, "drawn", 5),  # the shape code's interval and one-hot in the graph
+        ("free", "full", 1, "polar", 5),
     ],
 )
 def test_sprite_image_generator_exports_with_its_warp(
-    colour, size, supersample, shape, checkpoint, registry, tmp_path
+    colour, size, supersample, shape, code, checkpoint, registry, tmp_path
 ):
     options = {
         "image_generator": "sprite",
@@ -203,6 +205,7 @@ def test_sprite_image_generator_exports_with_its_warp(
         "sprite_size": size,
         "sprite_supersample": supersample,
         "sprite_shape": shape,
+        "shape_code": code,
     }
     ckpt = checkpoint("backbone.tgan", "temporal.ode", backbone_options=options)
     report = export_onnx(ckpt, tmp_path / "g.onnx", registry=registry)

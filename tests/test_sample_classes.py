@@ -81,3 +81,26 @@ def test_sprite_poses_are_recorded_inside_the_block_only(tool):
     with tool.recording_sprite_poses(other) as poses:
         pass
     assert poses == []
+
+
+def test_clips_of_a_code_come_from_latents_in_that_codes_interval(tool):
+    from ndevgan_plugins.tgan import shape_code_of
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, z):
+            seen.append(z.clone())
+            return z[:, :, None, None, None].expand(-1, -1, 2, 1, 1)  # (B, C = D, T, 1, 1)
+
+    recorder = Recorder()
+    recorder.image = SimpleNamespace(shape_code=5)
+    recorder.sample_z = lambda n, rng: torch.rand(n, 6, generator=rng) * 2 - 1
+    generator = SimpleNamespace(generator=recorder)
+    for code in range(5):
+        clips = tool.clips_of_code(generator, code, 40, seed=0)
+        assert clips.shape == (40, 2, 6, 1, 1)  # (N, T, C, H, W)
+        assert shape_code_of(seen[-1], 5).tolist() == [code] * 40
+    # inside its interval the first coordinate still varies; the others are as drawn
+    assert seen[-1][:, 0].std() > 0.05
+    assert torch.equal(seen[0][:, 1:], seen[1][:, 1:])

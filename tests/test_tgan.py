@@ -20,6 +20,7 @@ from ndevgan_plugins.tgan import (
     Critic,
     TGANBackbone,
     TGANConfig,
+    shape_code_of,
 )
 
 
@@ -715,3 +716,79 @@ def test_sprite_generator_parameter_count(sprite_size, g_channels, levels):
         + 200 * 64 + 64 + 64 * 4 + 4  # pose MLP
     )  # fmt: skip
     assert nd.count_parameters(image) == expected
+
+
+def test_shape_code_is_the_interval_of_the_first_latent_coordinate():
+    z = torch.zeros(7, 3)
+    z[:, 0] = torch.tensor([-1.0, -0.61, -0.59, 0.0, 0.19, 0.21, 1.0])
+    # five intervals of width 0.4 from -1; z = 1 belongs to the last
+    assert shape_code_of(z, 5).tolist() == [0, 0, 1, 2, 2, 3, 4]
+    assert shape_code_of(z, 2).tolist() == [0, 0, 0, 1, 1, 1, 1]
+
+
+def test_shape_code_feeds_the_sprite_drawing_and_a_critic_head_both_losses_train():
+    gan = _small_tgan(image_generator="sprite", shape_code=5, batch_size=4)
+    plain = _small_tgan(image_generator="sprite", batch_size=4)
+    image, critic = gan.generator.image, gan.discriminators["video"]
+    # one-hot inputs of the drawing network: 5 more inputs to its first Linear, whose outputs
+    # are a 4×4 map of 4·2² channels (a half-size sprite of 16 pixels: two levels up)
+    extra = nd.count_parameters(image) - nd.count_parameters(plain.generator.image)
+    assert extra == 5 * 16 * 16
+    # the code head reads the critic's last features: 16 channels × 2 frames × 4×4
+    assert critic.code_head.in_features == 16 * 2 * 16
+    extra = nd.count_parameters(critic) - nd.count_parameters(plain.discriminators["video"])
+    assert extra == 16 * 2 * 16 * 5 + 5
+    # the sprite depends on the code: the same z with its first coordinate in another interval
+    z = torch.rand(1, 8) * 2 - 1
+    z[0, 0] = -0.9
+    other = z.clone()
+    other[0, 0] = -0.85  # the same interval: only the continuous input moved
+    far = z.clone()
+    far[0, 0] = 0.9
+    image.eval()
+    with torch.no_grad():
+        near_change = (image.draw_sprite(other) - image.draw_sprite(z)).abs().max()
+        far_change = (image.draw_sprite(far) - image.draw_sprite(z)).abs().max()
+    assert far_change > 10 * near_change
+    image.train()
+    # one iteration: the head learns in the critic step and the generator answers to it
+    head_before = critic.code_head.weight.detach().clone()
+    opts = gan.configure_optimizers()
+    real = torch.rand(4, 3, 16, 32, 32) * 2 - 1
+    metrics = gan.training_step(real, 1, opts, torch.Generator().manual_seed(1))
+    assert {"code_d", "code_g"} <= set(metrics)
+    assert not torch.equal(head_before, critic.code_head.weight)
+    assert metrics["loss_d"] == pytest.approx(
+        metrics["d_fake"] - metrics["d_real"] + metrics["code_d"], abs=1e-5
+    )
+    # the generator's gradient reaches the code's weights through the head alone
+    fake_z = gan.generator.sample_z(4, torch.Generator().manual_seed(3))
+    gan.zero_grad()
+    _, logits = critic(gan.generator(fake_z), with_code=True)
+    F.cross_entropy(logits, shape_code_of(fake_z, 5)).backward()
+    first = image.fc[0].weight.grad
+    assert first[:, 8:].abs().sum() > 0
+    with pytest.raises(ValueError, match="no code head"):
+        plain.discriminators["video"](real, with_code=True)
+    with pytest.raises(ConfigError, match="shape_code: expected 0 .none. or at least 2"):
+        build_config(TGANConfig, {"image_generator": "sprite", "shape_code": 1}, "backbone.tgan")
+    with pytest.raises(ConfigError, match='shape_code: 5 needs image_generator = "sprite"'):
+        build_config(TGANConfig, {"shape_code": 5}, "backbone.tgan")
+
+
+def test_a_polar_sprite_with_a_shape_code_takes_its_colour_from_z_alone():
+    gan = _small_tgan(image_generator="sprite", sprite_shape="polar", shape_code=5)
+    image = gan.generator.image
+    assert image.outline[0].in_features == 8 + 5
+    assert image.outline[-1].out_features == image.outline_angles + 3  # radii, hole
+    assert image.colour.in_features == 8
+    torch.manual_seed(1)
+    z = torch.rand(1, 8) * 2 - 1
+    below, above = z.clone(), z.clone()
+    below[0, 0], above[0, 0] = -0.6 - 1e-6, -0.6 + 1e-6  # codes 0 and 1
+    with torch.no_grad():
+        sprite_below, sprite_above = image.draw_sprite(below), image.draw_sprite(above)
+    colour_below = sprite_below[:, :3].sum((2, 3)) / sprite_below[:, 3].sum()
+    colour_above = sprite_above[:, :3].sum((2, 3)) / sprite_above[:, 3].sum()
+    torch.testing.assert_close(colour_below, colour_above, atol=1e-4, rtol=0)
+    assert (sprite_below[:, 3] - sprite_above[:, 3]).abs().max() > 0.05

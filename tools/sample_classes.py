@@ -12,7 +12,9 @@ frame to the next, and the mean absolute second difference (frame k+1 − 2·fra
 as a share of it, a rough flicker measure: hard edges in steady motion keep it high too (real
 clips score about 1.7). For the sprite image generator it also says how many videos turn their
 sprite, and what is left of the motion when each part of the sprite's pose (position, angle,
-scale) is held at its first frame's value. Figures in docs/TINY_RECIPE.md.
+scale) is held at its first frame's value. With a shape code (``shape_code = N``), it also
+prints, for each of the code's values, the IS and the shape shares of clips whose latents carry
+that value. Figures in docs/TINY_RECIPE.md.
 """
 
 from __future__ import annotations
@@ -107,6 +109,18 @@ def holding_sprite_pose(generator: nd.TrainedGenerator, part: str) -> Iterator[N
         hook.remove()
 
 
+def clips_of_code(generator: nd.TrainedGenerator, code: int, n: int, seed: int) -> np.ndarray:
+    """``n`` clips (N, T, C, H, W) of a shape-code generator whose latents carry ``code``: the
+    first coordinate of each z drawn uniformly inside the code's interval of [-1, 1]."""
+    video_generator = generator.generator
+    values = video_generator.image.shape_code
+    rng = torch.Generator().manual_seed(seed)
+    z = video_generator.sample_z(n, rng)
+    z[:, 0] = -1 + (code + torch.rand(n, generator=rng)) * 2 / values
+    with torch.no_grad():
+        return video_generator(z).transpose(1, 2).numpy()
+
+
 def turns_per_frame(poses: list[torch.Tensor], radians_per_code: float) -> torch.Tensor:
     """Turns per frame of each video's sprite (the mean over its frames) from its pose codes:
     the sprite turns by ``radians_per_code`` × code radians."""
@@ -150,6 +164,18 @@ def main() -> None:
             print(
                 f"  {part:<9} IS {held['IS']:.3g}, of motion alone "
                 f"{held['IS of motion alone']:.3g} ({shares})"
+            )
+    values = getattr(generator.generator.image, "shape_code", 0)
+    if values:
+        print(f"clips of each value of the shape code ({args.n // values} each):")
+        for code in range(values):
+            seen = describe(
+                class_probabilities(clips_of_code(generator, code, args.n // values, args.seed))
+            )
+            shares = ", ".join(f"{s} {seen[f'shape {s}']:.0%}" for s in shapes_render.SHAPES)
+            print(
+                f"  code {code:<3} IS {seen['IS']:.3g}, top p. of shape "
+                f"{seen['top p. of shape']:.2f} ({shares})"
             )
 
 

@@ -288,6 +288,27 @@ VARIANTS: dict[str, list[str]] = {
     # the sprite as a filled star-shaped outline of one colour instead of painted pixels
     "dark-polar": DARK_POLAR,
     "dark-polar24": [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"],
+    # session 19: an InfoGAN categorical code for the sprite (the first coordinate of z picks
+    # one of N values; a head on the video critic learns to tell it, and G is rewarded when it
+    # can)
+    "dark-code5": [*SPRITE_DARK, "backbone.tgan.shape_code=5"],
+    "dark-code25": [*SPRITE_DARK, "backbone.tgan.shape_code=25"],
+    "dark-polar24-code5": [
+        *DARK_POLAR,
+        "backbone.tgan.sprite_outline_angles=24",
+        "backbone.tgan.shape_code=5",
+    ],
+    "dark-flat-code5": [
+        *SPRITE_DARK,
+        "backbone.tgan.sprite_colour=flat",
+        "backbone.tgan.shape_code=5",
+    ],
+    "dark-polar24-code5x3": [
+        *DARK_POLAR,
+        "backbone.tgan.sprite_outline_angles=24",
+        "backbone.tgan.shape_code=5",
+        "backbone.tgan.shape_code_weight=3",
+    ],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

@@ -283,6 +283,18 @@ class TGANConfig:
         "generator; larger lets small weight changes move the sprite across the frame)",
         positive,
     )
+    shape_code: int = option(
+        0,
+        "sprite image G: an InfoGAN categorical code of this many values (0: none, the paper). "
+        "The first coordinate of z, cut into this many equal intervals, picks one; the network "
+        "that draws the sprite gets it one-hot beside z, a linear head on the video critic's "
+        "features learns to tell it from the video, and both networks minimise that head's "
+        "cross-entropy (× shape_code_weight), so each value draws a sprite of its own",
+        non_negative,
+    )
+    shape_code_weight: float = option(
+        1.0, "the weight of the shape code's cross-entropy in both losses", positive
+    )
     generator_fakes: str = option(
         "fresh",
         "videos the generator step scores: fresh (new latents, the paper's code) or reuse "
@@ -312,6 +324,7 @@ class TGANConfig:
             "sprite_shift_gain": 1.0,
             "sprite_shape": "drawn",
             "sprite_outline_angles": 64,
+            "shape_code": 0,
         }
         for name, default in sprite_only.items():
             if getattr(self, name) != default and self.image_generator != "sprite":
@@ -335,6 +348,8 @@ class TGANConfig:
                 f'sprite_colour: {self.sprite_colour!r} applies to sprite_shape = "drawn"; '
                 'sprite_shape = "polar" always draws one colour per video'
             )
+        if self.shape_code == 1:
+            raise ConfigError("shape_code: expected 0 (none) or at least 2 values, got 1")
         if self.frame_critic > self.frames:
             raise ConfigError(
                 f"frame_critic: expected at most the {self.frames} frames of a video, got "
@@ -366,6 +381,12 @@ def _up_levels(channels: int, levels: int, upsample: str) -> list[nn.Module]:
         layers += [nn.BatchNorm2d(channels // 2), nn.ReLU(inplace=True)]
         channels //= 2
     return layers
+
+
+def shape_code_of(z: torch.Tensor, values: int) -> torch.Tensor:
+    """The InfoGAN shape code of each latent (B, D) → (B,) in ``range(values)``: which of
+    ``values`` equal intervals of [-1, 1] the first coordinate of ``z`` lies in."""
+    return ((z[:, 0] + 1) * (values / 2)).floor().clamp(0, values - 1).long()
 
 
 def _published_init(generator: nn.Module) -> None:
@@ -450,17 +471,24 @@ class SpriteImageGenerator(nd.ImageGenerator):
         self.top = top
         self.colour: nn.Module | None = None
         self.outline_angles = config.sprite_outline_angles
+        self.shape_code = config.shape_code
+        drawing_inputs = config.latent_dim + config.shape_code
         if config.sprite_shape == "polar":
+            # With a shape code, the colour comes from z alone, so the code can only be told
+            # by the outline and the hole.
+            if config.shape_code:
+                self.colour = nn.Linear(config.latent_dim, 3)
+            outputs = self.outline_angles + 3 + (0 if config.shape_code else 3)
             self.outline: nn.Module | None = nn.Sequential(
-                nn.Linear(config.latent_dim, self.OUTLINE_HIDDEN),
+                nn.Linear(drawing_inputs, self.OUTLINE_HIDDEN),
                 nn.ReLU(inplace=True),
-                nn.Linear(self.OUTLINE_HIDDEN, self.outline_angles + 3 + 3),
+                nn.Linear(self.OUTLINE_HIDDEN, outputs),
             )
             self.fc: nn.Module | None = None
             self.up: nn.Module | None = None
         else:
             self.outline = None
-            self.fc = _projection(config.latent_dim, top * 16)
+            self.fc = _projection(drawing_inputs, top * 16)
             layers = _up_levels(top, levels, "nearest")
             flat = config.sprite_colour == "flat"
             layers.append(nn.Conv2d(top >> levels, 1 if flat else 4, 3, 1, 1))
@@ -509,8 +537,14 @@ class SpriteImageGenerator(nd.ImageGenerator):
     def draw_sprite(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) → the opacity-premultiplied sprite (B, 4, S, S): RGB × opacity, opacity."""
         b = z.shape[0]
+        drawing_input = z
+        if self.shape_code:
+            values = torch.arange(self.shape_code, device=z.device)
+            one_hot = (shape_code_of(z, self.shape_code).unsqueeze(1) == values).to(z.dtype)
+            z = self.without_code(z)
+            drawing_input = torch.cat([z, one_hot], dim=1)
         if self.outline is not None:
-            codes = self.outline(z)
+            codes = self.outline(drawing_input)
             radii = self.OUTLINE_MAX_RADIUS * torch.sigmoid(codes[:, : self.outline_angles])
             weight = self.angle_weight
             edge = radii[:, self.angle_below] * (1 - weight) + radii[:, self.angle_above] * weight
@@ -519,10 +553,11 @@ class SpriteImageGenerator(nd.ImageGenerator):
             edge_pixels = self.size / 4
             alpha = ((edge - self.sprite_xy.norm(dim=-1)) * edge_pixels + 0.5).clamp(0, 1)
             rest = codes[:, self.outline_angles :]
-            colour = torch.tanh(rest[:, :3]).view(b, 3, 1, 1)
+            colour_codes = rest[:, :3] if self.colour is None else self.colour(z)
+            colour = torch.tanh(colour_codes).view(b, 3, 1, 1)
             # A round hole (the data's circles carry one), which may shrink to nothing.
-            hole_centre = self.HOLE_MAX_OFFSET * torch.tanh(rest[:, 3:5])
-            hole_radius = self.HOLE_MAX_RADIUS * torch.sigmoid(rest[:, 5:6])
+            hole_centre = self.HOLE_MAX_OFFSET * torch.tanh(rest[:, -3:-1])
+            hole_radius = self.HOLE_MAX_RADIUS * torch.sigmoid(rest[:, -1:])
             hole_distance = (self.sprite_xy - hole_centre.unsqueeze(1)).norm(dim=-1)
             hole = ((hole_radius - hole_distance) * edge_pixels + 0.5).clamp(0, 1)
             # ... fading out below half a frame pixel of radius, so it can vanish altogether
@@ -530,7 +565,7 @@ class SpriteImageGenerator(nd.ImageGenerator):
             alpha = (alpha * (1 - hole)).view(b, 1, self.sprite_pixels, self.sprite_pixels)
             return torch.cat([colour * alpha, alpha], dim=1)
         assert self.fc is not None and self.up is not None
-        sprite = self.up(self.fc(z).view(b, self.top, 4, 4))
+        sprite = self.up(self.fc(drawing_input).view(b, self.top, 4, 4))
         alpha = torch.sigmoid(sprite[:, -1:]) * self.window
         if self.colour is not None:
             colour = torch.tanh(self.colour(z)).view(b, 3, 1, 1)
@@ -538,12 +573,20 @@ class SpriteImageGenerator(nd.ImageGenerator):
             colour = torch.tanh(sprite[:, :3])
         return torch.cat([colour * alpha, alpha], dim=1)
 
+    def without_code(self, z: torch.Tensor) -> torch.Tensor:
+        """z with its first coordinate set to 0 when it carries a shape code (which then
+        reaches the sprite only one-hot, so nothing varies with it within an interval)."""
+        if not self.shape_code:
+            return z
+        return torch.cat([torch.zeros_like(z[:, :1]), z[:, 1:]], dim=1)
+
     def forward(self, latents: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """latents (B, T, D), z (B, D) → frames (B, T, 3, H, W)."""
         b, t = latents.shape[:2]
         size = self.size
         fine = size * self.supersample
         layer = self.draw_sprite(z)
+        z = self.without_code(z)
         background = self.background(z).view(b, 3, 4, 4)
         background = torch.tanh(
             F.interpolate(background, size=(size, size), mode="bilinear", align_corners=False)
@@ -573,9 +616,10 @@ class Critic(nn.Module):
     Conv2d(512, 1, 4)). Works for any batch size. ``frames = 0`` makes it the 2-D frame
     critic: the same layers as Conv2d on single frames (B, 3, H, W). ``minibatch_std`` feeds
     the score one more channel: the batch's standard deviation of the last features, one
-    number per batch."""
+    number per batch. ``code_values`` adds a linear head from the last features (flattened)
+    to that many logits: InfoGAN's Q, which :meth:`forward` returns with ``with_code``."""
 
-    def __init__(self, config: TGANConfig, frames: int | None = None) -> None:
+    def __init__(self, config: TGANConfig, frames: int | None = None, code_values: int = 0) -> None:
         super().__init__()
         frames = config.frames if frames is None else frames
         conv: type[nn.Module] = nn.Conv3d if frames else nn.Conv2d
@@ -596,6 +640,8 @@ class Critic(nn.Module):
         self.minibatch_std = config.minibatch_std
         extra = 1 if self.minibatch_std else 0
         self.score = conv(c_in + extra, 1, (frames // 2**n, 4, 4) if frames else 4)
+        extent = (frames // 2**n if frames else 1) * 16
+        self.code_head = nn.Linear(c_in * extent, code_values) if code_values else None
         if config.init == "published":
             for layer in self.modules():
                 if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
@@ -605,13 +651,22 @@ class Critic(nn.Module):
                 if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
                     nn.utils.parametrizations.spectral_norm(layer)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """video (B, 3, T, H, W) (or frames (B, 3, H, W)) → scores (B,)."""
+    def forward(
+        self, video: torch.Tensor, with_code: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """video (B, 3, T, H, W) (or frames (B, 3, H, W)) → scores (B,), and with
+        ``with_code`` also the code head's logits (B, code_values)."""
         features = self.features(video)
+        logits = None
+        if with_code:
+            if self.code_head is None:
+                raise ValueError("this critic has no code head (code_values = 0)")
+            logits = self.code_head(features.flatten(1))
         if self.minibatch_std:
             spread = features.std(dim=0, correction=0).mean()
             features = torch.cat([features, spread.expand_as(features[:, :1])], dim=1)
-        return self.score(features).flatten()
+        scores = self.score(features).flatten()
+        return scores if logits is None else (scores, logits)
 
 
 IMAGE_GENERATORS: dict[str, type[nd.ImageGenerator]] = {
@@ -632,7 +687,7 @@ class TGAN(nd.VideoGAN):
             (config.latent_dim,),
             "uniform",
         )
-        critics = {"video": Critic(config)}
+        critics = {"video": Critic(config, code_values=config.shape_code)}
         if config.frame_critic:
             critics["frame"] = Critic(config, frames=0)
         self.discriminators = nn.ModuleDict(critics)
@@ -665,18 +720,24 @@ class TGAN(nd.VideoGAN):
         b = real.shape[0]
         c = self.config
         reuse = c.generator_fakes == "reuse"
+        z = g.sample_z(b, rng, real.device)
         with torch.set_grad_enabled(reuse):
-            fake = g(g.sample_z(b, rng, real.device), generator=rng)
+            fake = g(z, generator=rng)
         if c.r1:
             real = real.detach().requires_grad_(True)
         picks = None
         if c.frame_critic:
             picks = torch.randperm(real.shape[2], generator=rng)[: c.frame_critic]
-        scores_real, scores_fake = self._score(real, picks), self._score(fake.detach(), picks)
+        scores_real, _ = self._score(real, picks)
+        scores_fake, code_loss = self._score(fake.detach(), picks, z)
         loss_d = sum(
             (self._critic_loss(r, f) for r, f in zip(scores_real, scores_fake, strict=True)),
             start=torch.zeros((), device=real.device),
         )
+        figures = {}
+        if code_loss is not None:
+            figures["code_d"] = code_loss.item()
+            loss_d = loss_d + c.shape_code_weight * code_loss
         if c.r1:
             for scores in scores_real:
                 loss_d = loss_d + r1_penalty([scores], [real], c.r1, "mean")
@@ -687,11 +748,16 @@ class TGAN(nd.VideoGAN):
         self.discriminators.requires_grad_(False)
         try:
             if not reuse:
-                fake = g(g.sample_z(b, rng, real.device), generator=rng)
+                z = g.sample_z(b, rng, real.device)
+                fake = g(z, generator=rng)
+            scores_fake_g, code_loss = self._score(fake, picks, z)
             loss_g = sum(
-                (self._generator_loss(scores) for scores in self._score(fake, picks)),
+                (self._generator_loss(scores) for scores in scores_fake_g),
                 start=torch.zeros((), device=real.device),
             )
+            if code_loss is not None:
+                figures["code_g"] = code_loss.item()
+                loss_g = loss_g + c.shape_code_weight * code_loss
             optimizers["generator"].zero_grad(set_to_none=True)
             loss_g.backward()
             optimizers["generator"].step()
@@ -705,16 +771,26 @@ class TGAN(nd.VideoGAN):
             "loss_g": loss_g.item(),
             "d_real": scores_real[0].mean().item(),
             "d_fake": scores_fake[0].mean().item(),
+            **figures,
         }
 
-    def _score(self, video: torch.Tensor, picks: torch.Tensor | None) -> list[torch.Tensor]:
+    def _score(
+        self, video: torch.Tensor, picks: torch.Tensor | None, z: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Scores of every critic: the video critic's, then the frame critic's of the
-        ``picks`` frames of each video."""
-        scores = [self.discriminators["video"](video)]
+        ``picks`` frames of each video; and, with a shape code and the fakes' latents ``z``,
+        the code head's cross-entropy against their codes (else None)."""
+        code_loss = None
+        if self.config.shape_code and z is not None:
+            video_scores, logits = self.discriminators["video"](video, with_code=True)
+            code_loss = F.cross_entropy(logits, shape_code_of(z, self.config.shape_code))
+            scores = [video_scores]
+        else:
+            scores = [self.discriminators["video"](video)]
         if picks is not None:
             frames = video[:, :, picks.to(video.device)].transpose(1, 2)
             scores.append(self.discriminators["frame"](frames.flatten(0, 1)))
-        return scores
+        return scores, code_loss
 
     def _critic_loss(self, scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "hinge":

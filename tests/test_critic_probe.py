@@ -1,0 +1,37 @@
+"""tools/critic_probe.py: the linear probe that says whether a critic's features tell shapes."""
+
+import pytest
+import torch
+
+from ndevgan_core.config import build_config
+from ndevgan_plugins.tgan import Critic, TGANConfig
+
+from .conftest import load_tool
+
+
+@pytest.fixture(scope="module")
+def tool():
+    """tools/critic_probe.py as a module."""
+    return load_tool("critic_probe")
+
+
+def test_the_probe_reads_features_that_carry_the_label_and_not_those_that_do_not(tool):
+    rng = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (600,), generator=rng)
+    noise = torch.randn(600, 40, generator=rng)
+    carrying = noise.clone()
+    carrying[:, :5] += 6 * torch.nn.functional.one_hot(labels, 5)
+    assert tool.probe_accuracy(carrying, labels, train=400) > 0.95
+    assert tool.probe_accuracy(noise, labels, train=400) < 0.35  # chance is 0.2
+
+
+def test_critic_features_are_the_flattened_layer_before_the_score(tool):
+    config = build_config(TGANConfig, {"preset": "tiny", "d_channels": 4}, "backbone.tgan")
+    critic = Critic(config)
+    clips = torch.rand(150, 3, 16, 32, 32) * 2 - 1
+    features = tool.critic_features(critic, clips)
+    # 4 → 8 → 16 channels, 16 frames and 32 pixels halved three times: 16 × 2 × 4 × 4
+    assert features.shape == (150, 16 * 2 * 4 * 4)
+    with torch.no_grad():
+        critic.train()
+        torch.testing.assert_close(features[:100], critic.features(clips[:100]).flatten(1))
