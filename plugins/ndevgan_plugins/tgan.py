@@ -287,7 +287,8 @@ class TGANConfig:
         0,
         "sprite image G: an InfoGAN categorical code of this many values (0: none, the paper). "
         "The first coordinate of z, cut into this many equal intervals, picks one; the network "
-        "that draws the sprite gets it one-hot beside z, a linear head on the video critic's "
+        "that draws the sprite gets it one-hot beside z (the image G sees that coordinate "
+        "nowhere else), a linear head on the video critic's "
         "features learns to tell it from the video, and both networks minimise that head's "
         "cross-entropy (× shape_code_weight), so each value draws a sprite of its own",
         non_negative,
@@ -448,7 +449,10 @@ class SpriteImageGenerator(nd.ImageGenerator):
     angles (sigmoid, up to 0.85 of the sprite's half-width, linearly interpolated between
     angles) and a round hole (its centre and radius, up to 0.3 of the half-width: it may shrink
     to nothing): the sprite is the filled region inside that outline less the hole, so it is
-    always one single-coloured shape."""
+    always one single-coloured shape. ``shape_code = N`` reads a code in range(N) from z's first
+    coordinate (:func:`shape_code_of`), gives it one-hot to the network that draws the sprite,
+    and sets that coordinate to 0 for everything else of the image generator (with the polar
+    sprite the colour then comes from z alone, by its own Linear)."""
 
     POSE_HIDDEN: ClassVar[int] = 64
     OUTLINE_HIDDEN: ClassVar[int] = 128
