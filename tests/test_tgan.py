@@ -774,6 +774,12 @@ def test_shape_code_feeds_the_sprite_drawing_and_a_critic_head_both_losses_train
         build_config(TGANConfig, {"image_generator": "sprite", "shape_code": 1}, "backbone.tgan")
     with pytest.raises(ConfigError, match='shape_code: 5 needs image_generator = "sprite"'):
         build_config(TGANConfig, {"shape_code": 5}, "backbone.tgan")
+    with pytest.raises(ConfigError, match="shape_code_weight: 3.0 needs a shape code"):
+        build_config(
+            TGANConfig,
+            {"image_generator": "sprite", "shape_code_weight": 3.0},
+            "backbone.tgan",
+        )
 
 
 def test_a_polar_sprite_with_a_shape_code_takes_its_colour_from_z_alone():

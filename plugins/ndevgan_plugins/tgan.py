@@ -351,6 +351,12 @@ class TGANConfig:
             )
         if self.shape_code == 1:
             raise ConfigError("shape_code: expected 0 (none) or at least 2 values, got 1")
+        default_weight = attrs.fields(type(self)).shape_code_weight.default
+        if self.shape_code_weight != default_weight and not self.shape_code:
+            raise ConfigError(
+                f"shape_code_weight: {self.shape_code_weight} needs a shape code "
+                "(shape_code of at least 2), got shape_code = 0"
+            )
         if self.frame_critic > self.frames:
             raise ConfigError(
                 f"frame_critic: expected at most the {self.frames} frames of a video, got "
