@@ -358,6 +358,65 @@ def test_frame_critic_is_the_video_critic_in_two_dimensions_and_joins_both_losse
         build_config(TGANConfig, {"frame_critic": 17}, "backbone.tgan")
 
 
+def test_max_pooled_critic_convolves_at_full_resolution_then_halves_by_a_max():
+    gan = _small_tgan(critic_downsample="maxpool", frame_critic=3)
+    video, frame = gan.discriminators["video"], gan.discriminators["frame"]
+    # the strided critics' counts above with 3×3(×3) kernels instead of 4×4(×4)
+    video_convs = 3 * 4 * 27 + 4 + 4 * 8 * 27 + 8 * 16 * 27
+    assert nd.count_parameters(video) == video_convs + 2 * (8 + 16) + 16 * 2 * 16 + 1
+    frame_convs = 3 * 4 * 9 + 4 + 4 * 8 * 9 + 8 * 16 * 9
+    assert nd.count_parameters(frame) == frame_convs + 2 * (8 + 16) + 16 * 16 + 1
+    clips = torch.rand(2, 3, 16, 32, 32) * 2 - 1
+    shapes = []
+    for layer in video.features:
+        if isinstance(layer, (nn.Conv3d, nn.MaxPool3d)):
+            layer.register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape[1:])))
+    video(clips)
+    # each convolution keeps its input's extent, each max-pool halves it; the score sees the
+    # strided critic's 16 × 2 × 4 × 4
+    assert shapes == [
+        (4, 16, 32, 32), (4, 8, 16, 16),
+        (8, 8, 16, 16), (8, 4, 8, 8),
+        (16, 4, 8, 8), (16, 2, 4, 4),
+    ]  # fmt: skip
+    first = video.features[0]
+    with torch.no_grad():
+        expected = F.max_pool3d(F.leaky_relu(first(clips), 0.2), 2)
+        torch.testing.assert_close(video.features[:3](clips), expected)
+    opts = gan.configure_optimizers()
+    before = [p.clone() for p in video.parameters()]
+    metrics = gan.training_step(clips, 0, opts, torch.Generator().manual_seed(1))
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, video.parameters()))
+    # singular value clipping ran on the 3×3×3 kernels too (iteration 0 clips)
+    for layer in video.features:
+        if isinstance(layer, nn.Conv3d):
+            assert torch.linalg.svdvals(layer.weight.flatten(1)).max() <= 1 + 1e-5
+
+
+def test_critic_max_score_adds_a_linear_function_of_each_channels_peak():
+    gan = _small_tgan(critic_downsample="maxpool", critic_max_score=True)
+    critic = gan.discriminators["video"]
+    plain = _small_tgan(critic_downsample="maxpool").discriminators["video"]
+    # one weight per last feature channel (16), no bias
+    assert nd.count_parameters(critic) == nd.count_parameters(plain) + 16
+    clips = torch.rand(3, 3, 16, 32, 32) * 2 - 1
+    critic.eval()
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.normal_(0, 0.3)
+        features = critic.features(clips)
+        extent = critic.score(features).flatten()
+        peaks = features.amax((2, 3, 4))  # (3, 16): each channel's maximum over t, h, w
+        torch.testing.assert_close(critic(clips), extent + peaks @ critic.max_score.weight[0])
+        assert (critic(clips) - extent).abs().min() > 1e-3
+    opts = gan.configure_optimizers()
+    critic.train()
+    gan.training_step(torch.rand(2, 3, 16, 32, 32) * 2 - 1, 0, opts, torch.Generator())
+    # singular value clipping bounds the new Linear as every other layer
+    assert torch.linalg.svdvals(critic.max_score.weight).max() <= 1 + 1e-5
+
+
 def test_generator_fakes_reuse_renders_one_batch_per_iteration():
     counts = {}
     for mode in ("fresh", "reuse"):

@@ -47,6 +47,20 @@ RECIPES = {
     "sprite G1 full (g16), frame critic 4": {**SPRITE_FULL_G16, "frame_critic": 4},
     "sprite G1 full (g16), 2×2 supersampled": {**SPRITE_FULL_G16, "sprite_supersample": 2},
     "sprite G1 full (g16), 4×4 supersampled": {**SPRITE_FULL_G16, "sprite_supersample": 4},
+    "sprite G1 full (g16), max-pool critic": {
+        **SPRITE_FULL_G16,
+        "critic_downsample": "maxpool",
+    },
+    "sprite G1 full (g16), max-pool critic + max": {
+        **SPRITE_FULL_G16,
+        "critic_downsample": "maxpool",
+        "critic_max_score": True,
+    },
+    "sprite G1 full (g16), max-pool critic d8": {
+        **SPRITE_FULL_G16,
+        "critic_downsample": "maxpool",
+        "d_channels": 8,
+    },
     "sprite G1 full (g32)": {
         "image_generator": "sprite",
         "sprite_size": "full",

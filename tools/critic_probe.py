@@ -4,19 +4,21 @@
 
 Renders real `dataset.shapes` clips (4,000 to fit a probe, 1,000 held out), passes them through
 the checkpoint's video critic (and, if the run has one, its frame critic on one frame of each
-clip) up to the layer before the score, and fits a linear classifier (a probe) on those
-features for the shape and for the motion; prints the held-out accuracy of each (chance: 0.20),
-beside the same critic at its initialisation. Then, as the control that says what the critic's
-architecture could see at all, it trains a fresh video critic with a linear head on the shape
-labels directly (``--supervised-steps`` Adam steps) and prints its held-out accuracy, with the
-head on the flattened features (as the critic's score reads them) and on their maximum over
-time and space. Figures in docs/TINY_RECIPE.md.
+clip) up to the layer before the score, and fits a linear classifier (a probe) on those features
+for the shape and for the motion; prints the held-out accuracy of each (chance: 0.20), beside
+the same critic at its initialisation. Then, as the control that says what an architecture could
+see at all, it trains fresh networks with a linear head on the shape labels directly
+(``--supervised-steps`` Adam steps) and prints their held-out accuracy: the video critic with
+strided and with max-pooled layers (``critic_downsample``), each with the head on the flattened
+features (as the critic's score reads them) and on their maximum over time and space, and the
+shipped shapes classifier's architecture. Figures in docs/TINY_RECIPE.md.
 """
 
 from __future__ import annotations
 
 import argparse
 
+import attrs
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -24,6 +26,7 @@ from torch.nn import functional as F
 from ndevgan_core.config import build_config
 from ndevgan_core.training.checkpoint import load_checkpoint
 from ndevgan_plugins import shapes_render
+from ndevgan_plugins.shapes_classifier import ShapesClassifier
 from ndevgan_plugins.tgan import Critic, TGANConfig
 
 TRAIN_CLIPS = 4000
@@ -49,32 +52,49 @@ def probe_accuracy(
         return head(x[train:]).argmax(1).eq(labels[train:]).float().mean().item()
 
 
-def critic_features(critic: Critic, clips: torch.Tensor) -> torch.Tensor:
-    """The critic's last features (before the score), flattened: (N, F). Batch norm uses each
-    batch of 100 clips' statistics, as in training."""
+def critic_features(critic: Critic, clips: torch.Tensor, peaks: bool = False) -> torch.Tensor:
+    """The critic's last features (before the score), flattened: (N, F), or with ``peaks``
+    each channel's maximum over time and space (what ``critic_max_score`` reads): (N, C).
+    Batch norm uses each batch of 100 clips' statistics, as in training."""
     critic.train()
     with torch.no_grad():
-        return torch.cat([critic.features(batch).flatten(1) for batch in clips.split(100)])
+        out = [critic.features(batch) for batch in clips.split(100)]
+        return torch.cat([o.flatten(2).amax(2) if peaks else o.flatten(1) for o in out])
+
+
+class ClassifierFeatures(torch.nn.Module):
+    """The shipped shapes classifier's architecture (fresh weights) up to its feature layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = ShapesClassifier()
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """clips (B, 3, T, H, W) → features (B, feature_size)."""
+        return self.classifier(clips)["features"]
 
 
 def supervised_accuracy(
-    config: TGANConfig, clips: torch.Tensor, shapes: torch.Tensor, steps: int, pooled: bool
+    features: torch.nn.Module,
+    clips: torch.Tensor,
+    shapes: torch.Tensor,
+    steps: int,
+    pooled: bool,
 ) -> float:
-    """Held-out shape accuracy of a fresh video critic trained with a linear head on the shape
-    labels (Adam 1e-3, batches of 32): the head reads the flattened features, or with
+    """Held-out shape accuracy of a fresh network ``features`` trained with a linear head on
+    the shape labels (Adam 1e-3, batches of 32): the head reads the flattened features, or with
     ``pooled`` their maximum over time and space."""
-    critic = Critic(config)
-    critic.train()
+    features.train()
     with torch.no_grad():
-        sample = critic.features(clips[:2])
+        sample = features(clips[:2])
     width = sample.shape[1] if pooled else sample[0].numel()
     head = torch.nn.Linear(width, int(shapes.max()) + 1)
 
     def logits(batch: torch.Tensor) -> torch.Tensor:
-        features = critic.features(batch)
-        return head(features.amax((2, 3, 4)) if pooled else features.flatten(1))
+        out = features(batch)
+        return head(out.amax((2, 3, 4)) if pooled else out.flatten(1))
 
-    optimizer = torch.optim.Adam([*critic.parameters(), *head.parameters()], lr=1e-3)
+    optimizer = torch.optim.Adam([*features.parameters(), *head.parameters()], lr=1e-3)
     rng = torch.Generator().manual_seed(0)
     for _ in range(steps):
         picks = torch.randint(0, TRAIN_CLIPS, (32,), generator=rng)
@@ -85,6 +105,24 @@ def supervised_accuracy(
         held_out = clips[TRAIN_CLIPS:].split(100)
         guesses = torch.cat([logits(batch).argmax(1) for batch in held_out])
     return guesses.eq(shapes[TRAIN_CLIPS:]).float().mean().item()
+
+
+def controls(config: TGANConfig) -> list[tuple[str, torch.nn.Module, bool]]:
+    """The networks the supervised control trains, each with a name and whether its head
+    reads the maximum over time and space: the video critic with each way of down-sampling
+    (the run's own first), with both heads, then the shapes classifier's architecture."""
+    choices = sorted(("strided", "maxpool"), key=lambda choice: choice != config.critic_downsample)
+    rows: list[tuple[str, torch.nn.Module, bool]] = []
+    for choice in choices:
+        critic_config = attrs.evolve(config, critic_downsample=choice)
+        for pooled in (False, True):
+            head = "the maximum over time and space" if pooled else "the flattened features"
+            name = f"video critic, {choice}, a linear head on {head}"
+            rows.append((name, Critic(critic_config).features, pooled))
+    rows.append(
+        ("the shapes classifier's architecture, its feature layer", ClassifierFeatures(), False)
+    )
+    return rows
 
 
 def main() -> None:
@@ -116,17 +154,18 @@ def main() -> None:
                 critic.load_state_dict(weights)
             features = critic_features(critic, inputs)
             shape = probe_accuracy(features, shapes, TRAIN_CLIPS)
-            line = f"  {name} critic, {state:<17}  shape {shape:.3f}"
+            peaks = probe_accuracy(critic_features(critic, inputs, True), shapes, TRAIN_CLIPS)
+            line = f"  {name} critic, {state:<17}  shape {shape:.3f} (of the peaks {peaks:.3f})"
             if name == "video":
                 line += f"  motion {probe_accuracy(features, motions, TRAIN_CLIPS):.3f}"
             print(line)
     if not args.supervised_steps:
         return
-    print(f"a fresh video critic trained on the shape labels ({args.supervised_steps} steps):")
-    for pooled in (False, True):
-        accuracy = supervised_accuracy(config, clips, shapes, args.supervised_steps, pooled)
-        head = "the maximum over time and space" if pooled else "the flattened features"
-        print(f"  a linear head on {head}: shape {accuracy:.3f}")
+    print(f"fresh networks trained on the shape labels ({args.supervised_steps} steps):")
+    for name, network, pooled in controls(config):
+        torch.manual_seed(0)
+        accuracy = supervised_accuracy(network, clips, shapes, args.supervised_steps, pooled)
+        print(f"  {name}: shape {accuracy:.3f}")
 
 
 if __name__ == "__main__":

@@ -309,6 +309,20 @@ VARIANTS: dict[str, list[str]] = {
         "backbone.tgan.shape_code=5",
         "backbone.tgan.shape_code_weight=3",
     ],
+    # session 20: a critic whose layers keep the shapes' detail (3×3 convolutions of stride 1,
+    # each followed by a 2×2×2 max-pool, instead of 4×4 convolutions of stride 2)
+    "dark-maxpool": [*SPRITE_DARK, "backbone.tgan.critic_downsample=maxpool"],
+    "dark-maxpool-d8": [
+        *SPRITE_DARK,
+        "backbone.tgan.critic_downsample=maxpool",
+        "backbone.tgan.d_channels=8",
+    ],
+    # ... whose score also reads each feature channel's maximum over time and space
+    "dark-maxpool-maxscore": [
+        *SPRITE_DARK,
+        "backbone.tgan.critic_downsample=maxpool",
+        "backbone.tgan.critic_max_score=true",
+    ],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

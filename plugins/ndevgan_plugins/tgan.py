@@ -168,6 +168,19 @@ class TGANConfig:
     critic_bias: bool = option(
         True, "a bias on every Conv3d of the critic, as the paper's code (false: the first only)"
     )
+    critic_downsample: str = option(
+        "strided",
+        "how each critic layer halves the video: strided (a 4×4(×4) convolution of stride 2, "
+        "the paper) or maxpool (a 3×3(×3) convolution of stride 1, then a 2×2(×2) max-pool: "
+        "small shapes keep their outline's detail, at about 3× the critic's compute)",
+        one_of("strided", "maxpool"),
+    )
+    critic_max_score: bool = option(
+        False,
+        "critics: add to the score a linear function of each last feature channel's maximum "
+        "over time and space, which reads what a video shows wherever it shows it (false: "
+        "the score is one convolution over the last features' whole extent, the paper)",
+    )
     loss: str = option(
         "wgan",
         "wgan (the paper: critic E[D(fake)] − E[D(real)], G −E[D(fake)]), hinge (critic "
@@ -620,14 +633,17 @@ class SpriteImageGenerator(nd.ImageGenerator):
 
 
 class Critic(nn.Module):
-    """The 3-D convolutional critic: Conv3d k4 s2 p1 layers (BN after all but the first,
-    LeakyReLU 0.2) down to 4×4 pixels, then one convolution over the remaining extent to a
+    """The 3-D convolutional critic: Conv3d k4 s2 p1 layers (BN after all but the first, LeakyReLU
+    0.2; with ``critic_downsample = "maxpool"`` each is a k3 s1 p1 convolution followed by a
+    2×2×2 max-pool) down to 4×4 pixels, then one convolution over the remaining extent to a
     score. At 16×64×64 that is 3→64→128→256→512, 512×1×4×4, and a 4×4 kernel (the paper's
     Conv2d(512, 1, 4)). Works for any batch size. ``frames = 0`` makes it the 2-D frame
     critic: the same layers as Conv2d on single frames (B, 3, H, W). ``minibatch_std`` feeds
     the score one more channel: the batch's standard deviation of the last features, one
     number per batch. ``code_values`` adds a linear head from the last features (flattened)
-    to that many logits: InfoGAN's Q, which :meth:`forward` returns with ``with_code``."""
+    to that many logits: InfoGAN's Q, which :meth:`forward` returns with ``with_code``.
+    ``critic_max_score`` adds to the score a linear function (no bias) of each last feature
+    channel's maximum over the remaining positions."""
 
     def __init__(self, config: TGANConfig, frames: int | None = None, code_values: int = 0) -> None:
         super().__init__()
@@ -639,17 +655,25 @@ class Critic(nn.Module):
         n = int(math.log2(config.size // 4))
         spectral = config.critic_norm == "spectral"
         batchnorm = config.critic_norm == "batchnorm"
+        pooled = config.critic_downsample == "maxpool"
+        pool: type[nn.Module] = nn.MaxPool3d if frames else nn.MaxPool2d
         for i in range(n):
             bias = i == 0 or config.critic_bias or not batchnorm
-            layers.append(conv(c_in, c, 4, 2, 1, bias=bias))
+            if pooled:
+                layers.append(conv(c_in, c, 3, 1, 1, bias=bias))
+            else:
+                layers.append(conv(c_in, c, 4, 2, 1, bias=bias))
             if i > 0 and batchnorm:
                 layers.append(norm(c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
+            if pooled:
+                layers.append(pool(2))
             c_in, c = c, c * 2
         self.features = nn.Sequential(*layers)
         self.minibatch_std = config.minibatch_std
         extra = 1 if self.minibatch_std else 0
         self.score = conv(c_in + extra, 1, (frames // 2**n, 4, 4) if frames else 4)
+        self.max_score = nn.Linear(c_in, 1, bias=False) if config.critic_max_score else None
         extent = (frames // 2**n if frames else 1) * 16
         self.code_head = nn.Linear(c_in * extent, code_values) if code_values else None
         if config.init == "published":
@@ -657,8 +681,8 @@ class Critic(nn.Module):
                 if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
                     nn.init.xavier_normal_(layer.weight, gain=math.sqrt(2))
         if spectral:
-            for layer in [*self.features, self.score]:
-                if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
+            for layer in [*self.features, self.score, self.max_score]:
+                if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.Linear)):
                     nn.utils.parametrizations.spectral_norm(layer)
 
     def forward(
@@ -672,10 +696,13 @@ class Critic(nn.Module):
             if self.code_head is None:
                 raise ValueError("this critic has no code head (code_values = 0)")
             logits = self.code_head(features.flatten(1))
+        peaks = features.flatten(2).amax(2) if self.max_score is not None else None
         if self.minibatch_std:
             spread = features.std(dim=0, correction=0).mean()
             features = torch.cat([features, spread.expand_as(features[:, :1])], dim=1)
         scores = self.score(features).flatten()
+        if self.max_score is not None and peaks is not None:
+            scores = scores + self.max_score(peaks).flatten()
         return scores if logits is None else (scores, logits)
 
 
