@@ -172,7 +172,7 @@ class TGANConfig:
         "strided",
         "how each critic layer halves the video: strided (a 4×4(×4) convolution of stride 2, "
         "the paper) or maxpool (a 3×3(×3) convolution of stride 1, then a 2×2(×2) max-pool: "
-        "small shapes keep their outline's detail, at about 3× the critic's compute)",
+        "a critic that can learn small shapes' outlines, at twice the tiny step's time)",
         one_of("strided", "maxpool"),
     )
     critic_max_score: bool = option(
