@@ -3,9 +3,11 @@
 
 Each trial is the real command a user runs — ``ndevgan run`` with the variant's ``--set``
 options, then ``ndevgan eval`` on its final checkpoint — in its own process with one thread,
-``--parallel`` trials at a time (2 on a 2-core machine: each has a core). It prints one row per
-trial (training minutes, IS and FID with the samples asked for) and a summary per variant
-(mean ± std over seeds), and writes both as JSON.
+``--parallel`` trials at a time (2 on a 2-core machine: each has a core). It says when each
+trial starts and ends its training, prints one row per scored checkpoint (training minutes, IS
+and FID with the samples asked for) and a summary per variant (mean ± std over seeds), and
+writes both as JSON. A trial whose command fails is reported in one line (ndevgan's own error)
+and left out; the others go on, and the sweep then exits non-zero.
 
     python tools/sweep_tiny.py --list
     python tools/sweep_tiny.py --variants baseline hinge-sn-adam-ema --seeds 0 --samples 512
@@ -178,7 +180,12 @@ CONVOLUTIONAL: dict[str, list[str]] = {
 
 """The searches before the sprite G1, on the demo of then (TGAN's convolutional G1)."""
 
+BEFORE_THE_DARK_START = ["backbone.tgan.sprite_size=half", "backbone.tgan.sprite_background=random"]
+"""The sprite options the demo left at their defaults until session 16 (it now sets both): the
+variants measured before then start from them, so rerunning them runs what was measured."""
+
 CONVOLUTIONAL_DEMO = [
+    *BEFORE_THE_DARK_START,
     "backbone.tgan.image_generator=convolutional",
     "backbone.tgan.g_channels=16",
     "run.iterations=750",
@@ -332,6 +339,27 @@ VARIANTS: dict[str, list[str]] = {
     "demo-ode3": ["temporal.ode.order=3"],
     "demo-sde": ["plugins.temporal=temporal.sde"],
 }
+for _name in VARIANTS:
+    if _name.startswith("sprite"):  # the sprite searches of sessions 10-15
+        VARIANTS[_name] = [*BEFORE_THE_DARK_START, *VARIANTS[_name]]
+
+
+FAILED: list[str] = []
+"""The trials whose training or scoring failed, one line each (the sweep goes on without them
+and exits non-zero at the end)."""
+
+
+def succeeded(command: list[str], env: dict[str, str], name: str, what: str) -> bool:
+    """Run one of a trial's commands; on failure record and print one line with its last line
+    of output (ndevgan's own one-line error) and return False."""
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode == 0:
+        return True
+    said = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+    line = f"{name}: {what} failed (exit {done.returncode}): {said}"
+    FAILED.append(line)
+    print(line, flush=True)
+    return False
 
 
 def trial(variant: str, seed: int, args: argparse.Namespace, root: Path) -> list[dict]:
@@ -351,12 +379,15 @@ def trial(variant: str, seed: int, args: argparse.Namespace, root: Path) -> list
         command += ["--set", item]
     start_wall = time.time()
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, capture_output=True, text=True)
+    print(f"{name}: training", flush=True)
+    if not succeeded(command, env, name, "ndevgan run"):
+        return []
     train_minutes = (time.perf_counter() - start) / 60
     run_dir = root / name
     checkpoints = sorted((run_dir / "checkpoints").glob("step-*.pt"))
     if not args.every:
         checkpoints = checkpoints[-1:]
+    print(f"{name}: trained in {train_minutes:.2f} min, scoring", flush=True)
     clock = {}  # step → wall minutes since the command started, from the run's own log
     for line in (run_dir / "log.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -367,7 +398,8 @@ def trial(variant: str, seed: int, args: argparse.Namespace, root: Path) -> list
         out = root / f"{name}-{step}.json"
         score = [sys.executable, "-m", "ndevgan_core", "eval", str(checkpoint), "--n"]
         score += [str(args.samples), "--no-progress", "--out", str(out)]
-        subprocess.run(score, check=True, env=env, capture_output=True, text=True)
+        if not succeeded(score, env, name, f"ndevgan eval of step {step}"):
+            return rows
         results = {r["metric"]: r["mean"] for r in json.loads(out.read_text())["results"]}
         minutes = train_minutes if checkpoint == checkpoints[-1] else clock.get(step, math.nan)
         row = {
@@ -478,6 +510,10 @@ def main() -> None:
             f"{r['min_is']:.2f} | {r['max_fid']:.1f} |"
         )
     Path(args.out).write_text(json.dumps({"rows": rows, "summary": table}, indent=1) + "\n")
+    if FAILED:
+        sys.exit(
+            f"sweep: {len(FAILED)} of {len(jobs)} trials failed (above); the rest are in {args.out}"
+        )
 
 
 if __name__ == "__main__":
