@@ -34,11 +34,15 @@ from pathlib import Path
 REUSE = "backbone.tgan.generator_fakes=reuse"
 NEAREST = "backbone.tgan.upsample=nearest"
 TRANSPOSED = "backbone.tgan.upsample=transposed"
-SPRITE = "backbone.tgan.image_generator=sprite"
-SPRITE_G32 = [SPRITE, "backbone.tgan.g_channels=32"]
-SPRITE_FULL = [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"]
+BEFORE_THE_DARK_START = ["backbone.tgan.sprite_size=half", "backbone.tgan.sprite_background=random"]
+"""The sprite options the demo left at their defaults until session 16 (it now sets both): the
+variants measured before then start from them, so rerunning them runs what was measured."""
+SPRITE = [*BEFORE_THE_DARK_START, "backbone.tgan.image_generator=sprite"]
+SPRITE_G32 = [*SPRITE, "backbone.tgan.g_channels=32"]
+SPRITE_FULL = [*SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"]
 SPRITE_DARK = [*SPRITE_FULL, "backbone.tgan.sprite_background=dark"]
 DARK_POLAR = [*SPRITE_DARK, "backbone.tgan.sprite_shape=polar"]
+DARK_POLAR24 = [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"]
 NS_R1_ADAM = [
     "backbone.tgan.loss=nonsaturating",
     "backbone.tgan.critic_norm=none",
@@ -180,10 +184,6 @@ CONVOLUTIONAL: dict[str, list[str]] = {
 
 """The searches before the sprite G1, on the demo of then (TGAN's convolutional G1)."""
 
-BEFORE_THE_DARK_START = ["backbone.tgan.sprite_size=half", "backbone.tgan.sprite_background=random"]
-"""The sprite options the demo left at their defaults until session 16 (it now sets both): the
-variants measured before then start from them, so rerunning them runs what was measured."""
-
 CONVOLUTIONAL_DEMO = [
     *BEFORE_THE_DARK_START,
     "backbone.tgan.image_generator=convolutional",
@@ -196,9 +196,9 @@ the earlier searches start from it, so their rows stay what they were."""
 VARIANTS: dict[str, list[str]] = {
     **{name: [*CONVOLUTIONAL_DEMO, *sets] for name, sets in CONVOLUTIONAL.items()},
     # the sprite image generator (a sprite per video, placed per frame)
-    "sprite": [SPRITE, "backbone.tgan.g_channels=16"],
-    "sprite-d32": [SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.d_channels=32"],
-    "sprite-g32": [SPRITE, "backbone.tgan.g_channels=32"],
+    "sprite": [*SPRITE, "backbone.tgan.g_channels=16"],
+    "sprite-d32": [*SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.d_channels=32"],
+    "sprite-g32": [*SPRITE, "backbone.tgan.g_channels=32"],
     "sprite-g32-ema": [*SPRITE_G32, "run.ema=0.99"],
     "sprite-g32-lr2e-3": [*SPRITE_G32, "backbone.tgan.lr=2e-3"],
     "sprite-g32-lr2e-3-ema": [
@@ -294,25 +294,20 @@ VARIANTS: dict[str, list[str]] = {
     "dark-flat": [*SPRITE_DARK, "backbone.tgan.sprite_colour=flat"],
     # the sprite as a filled star-shaped outline of one colour instead of painted pixels
     "dark-polar": DARK_POLAR,
-    "dark-polar24": [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"],
+    "dark-polar24": DARK_POLAR24,
     # session 19: an InfoGAN categorical code for the sprite (the first coordinate of z picks
     # one of N values; a head on the video critic learns to tell it, and G is rewarded when it
     # can)
     "dark-code5": [*SPRITE_DARK, "backbone.tgan.shape_code=5"],
     "dark-code25": [*SPRITE_DARK, "backbone.tgan.shape_code=25"],
-    "dark-polar24-code5": [
-        *DARK_POLAR,
-        "backbone.tgan.sprite_outline_angles=24",
-        "backbone.tgan.shape_code=5",
-    ],
+    "dark-polar24-code5": [*DARK_POLAR24, "backbone.tgan.shape_code=5"],
     "dark-flat-code5": [
         *SPRITE_DARK,
         "backbone.tgan.sprite_colour=flat",
         "backbone.tgan.shape_code=5",
     ],
     "dark-polar24-code5x3": [
-        *DARK_POLAR,
-        "backbone.tgan.sprite_outline_angles=24",
+        *DARK_POLAR24,
         "backbone.tgan.shape_code=5",
         "backbone.tgan.shape_code_weight=3",
     ],
@@ -339,9 +334,6 @@ VARIANTS: dict[str, list[str]] = {
     "demo-ode3": ["temporal.ode.order=3"],
     "demo-sde": ["plugins.temporal=temporal.sde"],
 }
-for _name in VARIANTS:
-    if _name.startswith("sprite"):  # the sprite searches of sessions 10-15
-        VARIANTS[_name] = [*BEFORE_THE_DARK_START, *VARIANTS[_name]]
 
 
 FAILED: list[str] = []
