@@ -657,12 +657,10 @@ class Critic(nn.Module):
         batchnorm = config.critic_norm == "batchnorm"
         pooled = config.critic_downsample == "maxpool"
         pool: type[nn.Module] = nn.MaxPool3d if frames else nn.MaxPool2d
+        kernel, stride = (3, 1) if pooled else (4, 2)
         for i in range(n):
             bias = i == 0 or config.critic_bias or not batchnorm
-            if pooled:
-                layers.append(conv(c_in, c, 3, 1, 1, bias=bias))
-            else:
-                layers.append(conv(c_in, c, 4, 2, 1, bias=bias))
+            layers.append(conv(c_in, c, kernel, stride, 1, bias=bias))
             if i > 0 and batchnorm:
                 layers.append(norm(c))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
@@ -696,13 +694,15 @@ class Critic(nn.Module):
             if self.code_head is None:
                 raise ValueError("this critic has no code head (code_values = 0)")
             logits = self.code_head(features.flatten(1))
-        peaks = features.flatten(2).amax(2) if self.max_score is not None else None
+        peak_score = None
+        if self.max_score is not None:
+            peak_score = self.max_score(features.flatten(2).amax(2)).flatten()
         if self.minibatch_std:
             spread = features.std(dim=0, correction=0).mean()
             features = torch.cat([features, spread.expand_as(features[:, :1])], dim=1)
         scores = self.score(features).flatten()
-        if self.max_score is not None and peaks is not None:
-            scores = scores + self.max_score(peaks).flatten()
+        if peak_score is not None:
+            scores = scores + peak_score
         return scores if logits is None else (scores, logits)
 
 
