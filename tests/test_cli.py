@@ -133,7 +133,7 @@ def test_print_config_shows_the_resolved_config_without_training(tmp_path):
     printed = tomllib.loads(proc.stdout)
     assert printed["plugins"]["temporal"] == "temporal.ode"
     assert printed["temporal"]["ode"]["order"] == 2 and printed["temporal"]["ode"]["method"]
-    assert printed["run"]["iterations"] == 4000 and printed["backbone"]["tgan"]["preset"] == "tiny"
+    assert printed["run"]["iterations"] == 2000 and printed["backbone"]["tgan"]["preset"] == "tiny"
     assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ndevgan_core.config import build_config
-from ndevgan_plugins.tgan import Critic, TGANConfig
+from ndevgan_plugins.tgan import Critic, TGANConfig, pixel_differences
 
 from .conftest import load_tool
 
@@ -38,6 +38,22 @@ def test_critic_features_are_the_flattened_layer_before_the_score(tool):
     peaks = tool.critic_features(critic, clips, peaks=True)
     assert peaks.shape == (150, 16)
     torch.testing.assert_close(peaks, features.view(150, 16, 32).amax(2))
+
+
+def test_the_probe_and_its_controls_give_an_edge_critic_its_pixel_differences(tool):
+    config = build_config(
+        TGANConfig, {"preset": "tiny", "d_channels": 4, "critic_edges": 2}, "backbone.tgan"
+    )
+    critic = Critic(config)
+    clips = torch.rand(100, 3, 16, 32, 32) * 2 - 1
+    features = tool.critic_features(critic, clips)
+    with torch.no_grad():
+        edges = 2 * pixel_differences(clips)
+        expected = critic.features(torch.cat([clips, edges], dim=1)).flatten(1)
+        torch.testing.assert_close(features, expected)
+        # each fresh critic of the supervised control takes clips as they are
+        for name, network, _ in tool.controls(config)[:4]:
+            assert network(clips[:2]).shape[:2] == (2, 16), name
 
 
 @pytest.mark.slow

@@ -35,6 +35,11 @@ def test_every_variant_is_a_valid_run_on_top_of_the_demo(tool):
         raw = raw_config(overrides=[*sets, "run.seed=1"], base=demo_config())
         config = resolve(raw, registry)
         assert config.run.seed == 1, name
+        # the variants measured before the demo weighed edges run as they were measured
+        _, tgan = config.component("backbone")
+        if not name.startswith("demo") and not any("critic_edges" in s for s in sets):
+            assert tgan.critic_edges == 0 and config.run.lr_decay in (0, 0.5), name
+            assert config.run.lr_decay == 0 or "run.lr_decay=0.5" in sets, name
     with pytest.raises(ConfigError, match="critic_downsample"):
         resolve(
             raw_config(overrides=["backbone.tgan.critic_downsample=avg"], base=demo_config()),

@@ -20,6 +20,8 @@ from ndevgan_plugins.tgan import (
     Critic,
     TGANBackbone,
     TGANConfig,
+    augment_videos,
+    pixel_differences,
     shape_code_of,
 )
 
@@ -415,6 +417,122 @@ def test_critic_max_score_adds_a_linear_function_of_each_channels_peak():
     gan.training_step(torch.rand(2, 3, 16, 32, 32) * 2 - 1, 0, opts, torch.Generator())
     # singular value clipping bounds the new Linear as every other layer
     assert torch.linalg.svdvals(critic.max_score.weight).max() <= 1 + 1e-5
+
+
+def test_translation_shifts_every_frame_of_a_video_by_its_own_whole_pixel_offset():
+    # One white pixel per frame, at a different place in each frame, on black.
+    video = -torch.ones(64, 3, 4, 32, 32)
+    places = [(10, 20), (3, 5), (28, 30), (16, 16)]
+    for t, (y, x) in enumerate(places):
+        video[:, :, t, y, x] = 1.0
+    video.requires_grad_(True)
+    shifted = augment_videos(video, "translation", torch.Generator().manual_seed(0))
+    offsets = set()
+    for i in range(64):
+        lit = [(shifted[i, 0, t] == 1).nonzero().tolist() for t in range(4)]
+        # Each frame's pixel moved by the same (dy, dx), at most 32 / 8 = 4 pixels each way;
+        # a pixel shifted out of the frame is gone, and black fills what was uncovered.
+        moved = {(p[0][0] - y, p[0][1] - x) for p, (y, x) in zip(lit, places, strict=True) if p}
+        assert len(moved) == 1
+        dy, dx = moved.pop()
+        assert max(abs(dy), abs(dx)) <= 4
+        assert all(
+            bool(p) == (0 <= y + dy < 32 and 0 <= x + dx < 32)
+            for p, (y, x) in zip(lit, places, strict=True)
+        )
+        assert ((shifted[i] == 1) | (shifted[i] == -1)).all()
+        offsets.add((dy, dx))
+    assert len(offsets) > 20  # drawn per video
+    # The generator learns through it: each input pixel's gradient is 1 where it stays in view.
+    shifted.sum().backward()
+    assert set(video.grad.unique().tolist()) == {0.0, 1.0}
+    assert video.grad[:, :, :, 12:20, 12:20].eq(1).all()  # the middle never leaves the frame
+
+
+def test_cutout_hides_the_same_half_width_square_in_every_frame_and_colour_keeps_grey_grey():
+    video = torch.rand(32, 3, 4, 32, 32) * 0.5 + 0.5  # nothing is 0 before
+    hidden = augment_videos(video, "cutout", torch.Generator().manual_seed(0))
+    for i in range(32):
+        mask = hidden[i] == 0
+        assert torch.equal(mask, mask[:1, :1].expand_as(mask))  # all channels, all frames
+        rows, cols = mask[0, 0].nonzero().unbind(1)
+        # a 16×16 square, cut where it overhangs the frame's edge
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        assert mask[0, 0].sum() == height * width
+        assert (
+            height <= 16 and width <= 16 and (height == 16 or rows.min() == 0 or rows.max() == 31)
+        )
+        assert width == 16 or cols.min() == 0 or cols.max() == 31
+        assert torch.equal(hidden[i][~mask], video[i][~mask])
+    # A uniform grey video stays uniform and grey: saturation and contrast scale distances
+    # from grey and from the mean, which are 0; only the brightness moves it, by at most 0.5.
+    grey = torch.full((16, 3, 2, 8, 8), 0.2)
+    coloured = augment_videos(grey, "colour", torch.Generator().manual_seed(0))
+    for i in range(16):
+        assert torch.allclose(coloured[i], coloured[i, 0, 0, 0, 0].expand_as(coloured[i]))
+    brightness = coloured[:, 0, 0, 0, 0] - 0.2
+    assert brightness.abs().max() <= 0.5 and brightness.std() > 0.1
+
+
+def test_critic_augment_none_draws_nothing_and_the_critics_score_augmented_videos():
+    rng = torch.Generator().manual_seed(5)
+    state = rng.get_state()
+    video = torch.rand(2, 3, 16, 32, 32)
+    assert augment_videos(video, "none", rng) is video
+    assert torch.equal(rng.get_state(), state)
+    gan = _small_tgan(critic_augment="translation,cutout", frame_critic=2)
+    seen = {"video": [], "frame": []}
+    for name, critic in gan.discriminators.items():
+        critic.register_forward_hook(lambda m, args, out, name=name: seen[name].append(args[0]))
+    real = torch.rand(4, 3, 16, 32, 32) * 0.5 + 0.5  # no black and no grey pixels
+    gan.training_step(real, 1, gan.configure_optimizers(), torch.Generator().manual_seed(1))
+    # real, fake, then the generator step's fake: each with black edges or a grey square
+    # somewhere in most videos (a draw of no shift and a square off the frame is possible)
+    assert len(seen["video"]) == 3 and len(seen["frame"]) == 3
+    changed = (seen["video"][0] == -1) | (seen["video"][0] == 0)
+    assert changed.flatten(1).any(1).sum() >= 3
+    with pytest.raises(ConfigError, match="critic_augment: expected none or a comma-separated"):
+        build_config(TGANConfig, {"critic_augment": "colour,colour"}, "backbone.tgan")
+    with pytest.raises(ConfigError, match="critic_augment: expected none"):
+        build_config(TGANConfig, {"critic_augment": "blur"}, "backbone.tgan")
+
+
+def test_pixel_differences_of_a_ramp_and_a_critic_that_weighs_edges_by_its_gain():
+    # A ramp rising 0.1 per column and 0.3 per row: differences 0.1 right and 0.3 below,
+    # 0 past the last column and row; frames and videos alike.
+    rows, cols = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    ramp = (0.1 * cols + 0.3 * rows).expand(2, 3, 4, 8, 8)
+    for images in (ramp, ramp[:, :, 0]):
+        diffs = pixel_differences(images)
+        assert diffs.shape[1] == 6 and diffs.shape[2:] == images.shape[2:]
+        right, below = diffs[:, :3], diffs[:, 3:]
+        torch.testing.assert_close(right[..., :-1], torch.full_like(right[..., :-1], 0.1))
+        torch.testing.assert_close(below[..., :-1, :], torch.full_like(below[..., :-1, :], 0.3))
+        assert right[..., -1].eq(0).all() and below[..., -1, :].eq(0).all()
+    plain = _small_tgan(critic_norm="none").discriminators["video"]
+    edges = {
+        k: _small_tgan(critic_norm="none", critic_edges=k).discriminators["video"] for k in (1, 2)
+    }
+    # Only the first layer changes: 9 input channels instead of 3 (4×4×4 kernels, 4 outputs).
+    assert nd.count_parameters(edges[1]) - nd.count_parameters(plain) == 6 * 4 * 64
+    # Gain 2 is gain 1 with the first layer's weights on the differences doubled.
+    edges[2].load_state_dict(edges[1].state_dict())
+    with torch.no_grad():
+        edges[1].features[0].weight[:, 3:] *= 2
+    video = torch.rand(3, 3, 16, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(edges[2](video), edges[1](video))
+        # A video with no edges (each frame one colour) scores as the colour weights alone say.
+        flat = video[:, :, :, :1, :1].expand_as(video).contiguous()
+        plain.load_state_dict(
+            {
+                k: (v[:, :3] if k == "features.0.weight" else v)
+                for k, v in edges[2].state_dict().items()
+            }
+        )
+        torch.testing.assert_close(edges[2](flat), plain(flat))
+    frame = _small_tgan(critic_edges=1, frame_critic=2).discriminators["frame"]
+    assert frame.features[0].in_channels == 9
 
 
 def test_generator_fakes_reuse_renders_one_batch_per_iteration():

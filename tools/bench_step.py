@@ -61,6 +61,14 @@ RECIPES = {
         "critic_downsample": "maxpool",
         "d_channels": 8,
     },
+    "sprite G1 full (g16), augment translation": {
+        **SPRITE_FULL_G16,
+        "critic_augment": "translation",
+    },
+    "sprite G1 full (g16), augment all three": {
+        **SPRITE_FULL_G16,
+        "critic_augment": "colour,translation,cutout",
+    },
     "sprite G1 full (g32)": {
         "image_generator": "sprite",
         "sprite_size": "full",

@@ -58,8 +58,20 @@ def critic_features(critic: Critic, clips: torch.Tensor, peaks: bool = False) ->
     Batch norm uses each batch of 100 clips' statistics, as in training."""
     critic.train()
     with torch.no_grad():
-        out = [critic.features(batch) for batch in clips.split(100)]
+        out = [critic.last_features(batch) for batch in clips.split(100)]
         return torch.cat([o.flatten(2).amax(2) if peaks else o.flatten(1) for o in out])
+
+
+class CriticFeatures(torch.nn.Module):
+    """A fresh critic up to the features its score reads (:meth:`Critic.last_features`)."""
+
+    def __init__(self, config: TGANConfig) -> None:
+        super().__init__()
+        self.critic = Critic(config)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        """clips (B, 3, T, H, W) → the critic's last features."""
+        return self.critic.last_features(clips)
 
 
 class ClassifierFeatures(torch.nn.Module):
@@ -118,7 +130,7 @@ def controls(config: TGANConfig) -> list[tuple[str, torch.nn.Module, bool]]:
         for pooled in (False, True):
             head = "the maximum over time and space" if pooled else "the flattened features"
             name = f"video critic, {choice}, a linear head on {head}"
-            rows.append((name, Critic(critic_config).features, pooled))
+            rows.append((name, CriticFeatures(critic_config), pooled))
     rows.append(
         ("the shapes classifier's architecture, its feature layer", ClassifierFeatures(), False)
     )

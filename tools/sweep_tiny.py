@@ -37,7 +37,10 @@ TRANSPOSED = "backbone.tgan.upsample=transposed"
 BEFORE_THE_DARK_START = ["backbone.tgan.sprite_size=half", "backbone.tgan.sprite_background=random"]
 """The sprite options the demo left at their defaults until session 16 (it now sets both): the
 variants measured before then start from them, so rerunning them runs what was measured."""
-SPRITE = [*BEFORE_THE_DARK_START, "backbone.tgan.image_generator=sprite"]
+BEFORE_THE_EDGES = ["backbone.tgan.critic_edges=0", "run.lr_decay=0"]
+"""The demo's critic and learning rates until session 21 (it now sets ``critic_edges = 2``
+and ``lr_decay = 0.5``): every variant measured before then starts from them."""
+SPRITE = [*BEFORE_THE_EDGES, *BEFORE_THE_DARK_START, "backbone.tgan.image_generator=sprite"]
 SPRITE_G32 = [*SPRITE, "backbone.tgan.g_channels=32"]
 SPRITE_FULL = [*SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"]
 SPRITE_DARK = [*SPRITE_FULL, "backbone.tgan.sprite_background=dark"]
@@ -185,6 +188,7 @@ CONVOLUTIONAL: dict[str, list[str]] = {
 """The searches before the sprite G1, on the demo of then (TGAN's convolutional G1)."""
 
 CONVOLUTIONAL_DEMO = [
+    *BEFORE_THE_EDGES,
     *BEFORE_THE_DARK_START,
     "backbone.tgan.image_generator=convolutional",
     "backbone.tgan.g_channels=16",
@@ -325,6 +329,17 @@ VARIANTS: dict[str, list[str]] = {
         "backbone.tgan.critic_downsample=maxpool",
         "backbone.tgan.critic_max_score=true",
     ],
+    # session 21: the critics score augmented videos, real and fake alike (DiffAugment), so
+    # what tells them apart must survive a shift, a colour change or a hidden square
+    "dark-aug-t": [*SPRITE_DARK, "backbone.tgan.critic_augment=translation"],
+    "dark-aug-ct": [*SPRITE_DARK, "backbone.tgan.critic_augment=colour,translation"],
+    "dark-aug-ctc": [*SPRITE_DARK, "backbone.tgan.critic_augment=colour,translation,cutout"],
+    # ... and critics that also see each pixel's differences to its neighbours, times a gain,
+    # so that within their Lipschitz bound edges and corners count for more
+    "dark-edges2": [*SPRITE_DARK, "backbone.tgan.critic_edges=2"],
+    "dark-edges4": [*SPRITE_DARK, "backbone.tgan.critic_edges=4"],
+    # (gain 2 peaks by 2,000 steps and then falls: its learning rates decay over the second half)
+    "dark-edges2-decay": [*SPRITE_DARK, "backbone.tgan.critic_edges=2", "run.lr_decay=0.5"],
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],

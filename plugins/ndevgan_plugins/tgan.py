@@ -109,6 +109,67 @@ def build_conv1d(config: Conv1dTemporalConfig, spec: nd.TemporalSpec) -> Conv1dT
 # backbone.tgan
 
 
+CRITIC_AUGMENTATIONS: tuple[str, ...] = ("colour", "translation", "cutout")
+"""What ``critic_augment`` may list, in the order they are applied."""
+
+
+def augment_kinds(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """Validator: ``none`` or a comma-separated list of distinct :data:`CRITIC_AUGMENTATIONS`."""
+    kinds = [] if value == "none" else str(value).split(",")
+    if not isinstance(value, str) or (
+        value != "none"
+        and (len(set(kinds)) != len(kinds) or not set(kinds) <= set(CRITIC_AUGMENTATIONS))
+    ):
+        raise ConfigError(
+            f"{attribute.name}: expected none or a comma-separated list of distinct "
+            f"{', '.join(CRITIC_AUGMENTATIONS)}, got {value!r}"
+        )
+
+
+def augment_videos(videos: torch.Tensor, kinds: str, rng: torch.Generator) -> torch.Tensor:
+    """Videos (B, C, T, H, W) in [-1, 1], each augmented by its own random draw from ``rng``
+    (on the CPU), the same for all its frames, so the motion is kept: ``colour`` adds a
+    brightness in [-0.5, 0.5], scales the distance from the pixel's grey by [0, 2]
+    (saturation) and from the video's mean by [0.5, 1.5] (contrast); ``translation`` shifts by
+    up to an eighth of the width and height (whole pixels), filling with black; ``cutout``
+    sets a square of half the width, anywhere in the frame (clipped at its edges), to 0 (grey).
+    Every operation is differentiable in ``videos``."""
+    if kinds == "none":
+        return videos
+    b, _, _, h, w = videos.shape
+    chosen = kinds.split(",")
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand((b, *shape), generator=rng).to(videos.device, videos.dtype)
+
+    if "colour" in chosen:
+        videos = videos + (uniform(1, 1, 1, 1) - 0.5)
+        grey = videos.mean(dim=1, keepdim=True)
+        videos = (videos - grey) * (2 * uniform(1, 1, 1, 1)) + grey
+        mean = videos.mean(dim=(1, 2, 3, 4), keepdim=True)
+        videos = (videos - mean) * (uniform(1, 1, 1, 1) + 0.5) + mean
+    if "translation" in chosen:
+        pad_y, pad_x = h // 8, w // 8
+        shift_y = torch.randint(-pad_y, pad_y + 1, (b, 1), generator=rng).to(videos.device)
+        shift_x = torch.randint(-pad_x, pad_x + 1, (b, 1), generator=rng).to(videos.device)
+        padded = F.pad(videos, (pad_x, pad_x, pad_y, pad_y), value=-1.0)
+        rows = torch.arange(h, device=videos.device) + pad_y - shift_y
+        cols = torch.arange(w, device=videos.device) + pad_x - shift_x
+        batch = torch.arange(b, device=videos.device)[:, None, None]
+        # Advanced indices on both sides of the channel and time slices put (B, H, W) first.
+        videos = padded[batch, :, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 4, 1, 2)
+    if "cutout" in chosen:
+        side_y, side_x = h // 2, w // 2
+        top = torch.randint(0, h + 1 - side_y % 2, (b, 1), generator=rng) - side_y // 2
+        left = torch.randint(0, w + 1 - side_x % 2, (b, 1), generator=rng) - side_x // 2
+        ys = torch.arange(h)[None, :] - top
+        xs = torch.arange(w)[None, :] - left
+        inside = ((ys >= 0) & (ys < side_y))[:, :, None] & ((xs >= 0) & (xs < side_x))[:, None]
+        keep = (~inside).to(videos.device, videos.dtype)
+        videos = videos * keep[:, None, None]
+    return videos
+
+
 @attrs.frozen
 class TGANConfig:
     """Options of the TGAN backbone (defaults: the paper; ``preset = "tiny"`` for CPUs)."""
@@ -180,6 +241,23 @@ class TGANConfig:
         "critics: add to the score a linear function of each last feature channel's maximum "
         "over time and space, which reads what a video shows wherever it shows it (false: "
         "the score is one convolution over the last features' whole extent, the paper)",
+    )
+    critic_augment: str = option(
+        "none",
+        "augmentations of every video the critics score, real and fake alike, drawn afresh per "
+        "video and differentiable so the generator learns through them (DiffAugment): none "
+        "(the paper) or a comma-separated list of colour (brightness, saturation, contrast), "
+        "translation (up to an eighth of the frame, the same for all frames) and cutout (a "
+        "square of half the frame's width hidden in all frames)",
+        augment_kinds,
+    )
+    critic_edges: float = option(
+        0.0,
+        "critics: also give the first layer each colour channel's differences to the next "
+        "pixel right and below, times this gain, so edges and corners weigh more in what the "
+        "critic can tell apart under its Lipschitz bound (a Sobolev-like norm, as the Banach "
+        "Wasserstein GAN's; 0: RGB only, the paper)",
+        non_negative,
     )
     loss: str = option(
         "wgan",
@@ -632,6 +710,15 @@ class SpriteImageGenerator(nd.ImageGenerator):
         return placed[:, :, :3] + (1 - placed[:, :, 3:]) * background.unsqueeze(1)
 
 
+def pixel_differences(images: torch.Tensor) -> torch.Tensor:
+    """Images (..., C, [T,] H, W) with channels at dim 1 → (B, 2C, ...): each channel's
+    difference to the pixel on its right, then to the pixel below (0 past the last column and
+    row)."""
+    right = F.pad(images[..., :, 1:] - images[..., :, :-1], (0, 1))
+    below = F.pad(images[..., 1:, :] - images[..., :-1, :], (0, 0, 0, 1))
+    return torch.cat([right, below], dim=1)
+
+
 class Critic(nn.Module):
     """The 3-D convolutional critic: Conv3d k4 s2 p1 layers (BN after all but the first, LeakyReLU
     0.2; with ``critic_downsample = "maxpool"`` each is a k3 s1 p1 convolution followed by a
@@ -643,7 +730,8 @@ class Critic(nn.Module):
     number per batch. ``code_values`` adds a linear head from the last features (flattened)
     to that many logits: InfoGAN's Q, which :meth:`forward` returns with ``with_code``.
     ``critic_max_score`` adds to the score a linear function (no bias) of each last feature
-    channel's maximum over the remaining positions."""
+    channel's maximum over the remaining positions. ``critic_edges = k`` feeds the first layer
+    :func:`pixel_differences` × k beside the colours (9 input channels instead of 3)."""
 
     def __init__(self, config: TGANConfig, frames: int | None = None, code_values: int = 0) -> None:
         super().__init__()
@@ -651,7 +739,8 @@ class Critic(nn.Module):
         conv: type[nn.Module] = nn.Conv3d if frames else nn.Conv2d
         norm: type[nn.Module] = nn.BatchNorm3d if frames else nn.BatchNorm2d
         layers: list[nn.Module] = []
-        c_in, c = 3, config.d_channels
+        self.edge_gain = config.critic_edges
+        c_in, c = (9 if self.edge_gain else 3), config.d_channels
         n = int(math.log2(config.size // 4))
         spectral = config.critic_norm == "spectral"
         batchnorm = config.critic_norm == "batchnorm"
@@ -683,12 +772,19 @@ class Critic(nn.Module):
                 if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.Linear)):
                     nn.utils.parametrizations.spectral_norm(layer)
 
+    def last_features(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, 3, T, H, W) (or frames) → the features the score reads: (B, C, T', 4, 4)
+        (or (B, C, 4, 4)), with the pixel differences beside the colours if ``critic_edges``."""
+        if self.edge_gain:
+            video = torch.cat([video, self.edge_gain * pixel_differences(video)], dim=1)
+        return self.features(video)
+
     def forward(
         self, video: torch.Tensor, with_code: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """video (B, 3, T, H, W) (or frames (B, 3, H, W)) → scores (B,), and with
         ``with_code`` also the code head's logits (B, code_values)."""
-        features = self.features(video)
+        features = self.last_features(video)
         logits = None
         if with_code:
             if self.code_head is None:
@@ -751,7 +847,8 @@ class TGAN(nd.VideoGAN):
         rng: torch.Generator,
     ) -> dict[str, float]:
         """One critic step, one generator step (fresh fakes, as the paper's code, or the critic
-        step's), then (every ``clip_every`` iterations, from iteration 0 on, as the paper's
+        step's; every critic input augmented by ``critic_augment``, with fresh draws each
+        time), then (every ``clip_every`` iterations, from iteration 0 on, as the paper's
         code) singular value clipping of the critics."""
         g = self.generator
         b = real.shape[0]
@@ -765,8 +862,9 @@ class TGAN(nd.VideoGAN):
         picks = None
         if c.frame_critic:
             picks = torch.randperm(real.shape[2], generator=rng)[: c.frame_critic]
-        scores_real, _ = self._score(real, picks)
-        scores_fake, code_loss = self._score(fake.detach(), picks, z)
+        augment = c.critic_augment
+        scores_real, _ = self._score(augment_videos(real, augment, rng), picks)
+        scores_fake, code_loss = self._score(augment_videos(fake.detach(), augment, rng), picks, z)
         loss_d = sum(
             (self._critic_loss(r, f) for r, f in zip(scores_real, scores_fake, strict=True)),
             start=torch.zeros((), device=real.device),
@@ -787,7 +885,7 @@ class TGAN(nd.VideoGAN):
             if not reuse:
                 z = g.sample_z(b, rng, real.device)
                 fake = g(z, generator=rng)
-            scores_fake_g, code_loss = self._score(fake, picks, z)
+            scores_fake_g, code_loss = self._score(augment_videos(fake, augment, rng), picks, z)
             loss_g = sum(
                 (self._generator_loss(scores) for scores in scores_fake_g),
                 start=torch.zeros((), device=real.device),
