@@ -665,7 +665,7 @@ def test_trained_demo_checkpoint_has_a_better_fid_than_its_initialisation(tmp_pa
         assert record["n"] == 2048 and record["classifier"]["path"].endswith("shapes_c3d.pt")
         fids[step] = {r["metric"]: r for r in record["results"]}["fid"]["mean"]
     # with the demo's dark background start the sprite G's FID falls within 1,000 steps: about
-    # 75 at 2,000 in the recipe search (docs/TINY_RECIPE.md); from a random start about 150
+    # 60 at its 2,000 steps (docs/TINY_RECIPE.md); from a random start about 150
     assert fids[2000] < 0.9 * fids[0], fids
     (cached,) = (tmp_path / "cache" / "fid-stats").glob("*.npz")  # one file: computed, reused
     env = {"NDEVGAN_CACHE": str(tmp_path / "cache")}

@@ -42,7 +42,7 @@ RECIPES = {
         "g_channels": 32,
         "generator_fakes": "reuse",
     },
-    "sprite G1 full (g16) (the demo)": SPRITE_FULL_G16,
+    "sprite G1 full (g16) (the demo to session 20)": SPRITE_FULL_G16,
     "sprite G1 full (g16), frame critic 8": {**SPRITE_FULL_G16, "frame_critic": 8},
     "sprite G1 full (g16), frame critic 4": {**SPRITE_FULL_G16, "frame_critic": 4},
     "sprite G1 full (g16), 2×2 supersampled": {**SPRITE_FULL_G16, "sprite_supersample": 2},
@@ -69,6 +69,7 @@ RECIPES = {
         **SPRITE_FULL_G16,
         "critic_augment": "colour,translation,cutout",
     },
+    "sprite G1 full (g16), critic edges ×2 (the demo)": {**SPRITE_FULL_G16, "critic_edges": 2.0},
     "sprite G1 full (g32)": {
         "image_generator": "sprite",
         "sprite_size": "full",

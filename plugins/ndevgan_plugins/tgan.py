@@ -115,11 +115,9 @@ CRITIC_AUGMENTATIONS: tuple[str, ...] = ("colour", "translation", "cutout")
 
 def augment_kinds(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     """Validator: ``none`` or a comma-separated list of distinct :data:`CRITIC_AUGMENTATIONS`."""
-    kinds = [] if value == "none" else str(value).split(",")
-    if not isinstance(value, str) or (
-        value != "none"
-        and (len(set(kinds)) != len(kinds) or not set(kinds) <= set(CRITIC_AUGMENTATIONS))
-    ):
+    kinds = value.split(",") if isinstance(value, str) and value != "none" else []
+    distinct = len(set(kinds)) == len(kinds) and set(kinds) <= set(CRITIC_AUGMENTATIONS)
+    if not (isinstance(value, str) and distinct):
         raise ConfigError(
             f"{attribute.name}: expected none or a comma-separated list of distinct "
             f"{', '.join(CRITIC_AUGMENTATIONS)}, got {value!r}"
@@ -711,9 +709,8 @@ class SpriteImageGenerator(nd.ImageGenerator):
 
 
 def pixel_differences(images: torch.Tensor) -> torch.Tensor:
-    """Images (..., C, [T,] H, W) with channels at dim 1 → (B, 2C, ...): each channel's
-    difference to the pixel on its right, then to the pixel below (0 past the last column and
-    row)."""
+    """Images (B, C, [T,] H, W) → (B, 2C, [T,] H, W): each channel's difference to the pixel
+    on its right, then to the pixel below (0 past the last column and row)."""
     right = F.pad(images[..., :, 1:] - images[..., :, :-1], (0, 1))
     below = F.pad(images[..., 1:, :] - images[..., :-1, :], (0, 0, 0, 1))
     return torch.cat([right, below], dim=1)
