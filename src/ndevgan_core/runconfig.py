@@ -83,7 +83,8 @@ class RunConfig:
     lr_decay: float = option(
         0.0,
         "fraction of the run, at its end, over which every learning rate falls linearly to "
-        "zero (0: constant rates, as the paper; 1: from the first iteration)",
+        "zero (0: constant rates, as the paper; 1: from the first iteration); raising "
+        "run.iterations on --resume moves the fall to the new end",
         non_negative,
     )
     final_score: int = option(
