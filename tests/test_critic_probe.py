@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from ndevgan_core.config import build_config
-from ndevgan_plugins.tgan import Critic, TGANConfig, pixel_differences
+from ndevgan_plugins.tgan import (
+    Conv1dTemporal,
+    Conv1dTemporalConfig,
+    Critic,
+    TGANBackbone,
+    TGANConfig,
+    pixel_differences,
+)
 
 from .conftest import load_tool
 
@@ -54,6 +61,22 @@ def test_the_probe_and_its_controls_give_an_edge_critic_its_pixel_differences(to
         # each fresh critic of the supervised control takes clips as they are
         for name, network, _ in tool.controls(config)[:4]:
             assert network(clips[:2]).shape[:2] == (2, 16), name
+
+
+def test_the_encoder_probe_reads_a_runs_trained_frame_encoder(tool):
+    config = {"preset": "tiny", "d_channels": 4, "g_channels": 4, "feature_critic": 2}
+    backbone = TGANBackbone(build_config(TGANConfig, config, "backbone.tgan"))
+    gan = backbone.build(Conv1dTemporal(Conv1dTemporalConfig(), backbone.temporal_spec()))
+    with torch.no_grad():
+        for p in gan.frame_encoder.parameters():
+            p.add_(0.1)
+    weights = tool.weights_under(gan.state_dict(), "frame_encoder.")
+    assert set(weights) == {k for k, _ in gan.frame_encoder.named_parameters()}
+    frames = torch.rand(150, 3, 32, 32) * 2 - 1
+    features = tool.encoder_features(weights, 32, frames)
+    with torch.no_grad():
+        torch.testing.assert_close(features, gan.frame_encoder(frames))
+        assert not torch.allclose(tool.encoder_features(None, 32, frames), features)
 
 
 @pytest.mark.slow

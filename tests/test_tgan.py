@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from ndevgan_core.config import build_config
 from ndevgan_core.errors import ConfigError
 from ndevgan_core.losses import singular_value_clip
 from ndevgan_core.runconfig import resolve
+from ndevgan_plugins import shapes_render
 from ndevgan_plugins.tgan import (
     Conv1dTemporal,
     Conv1dTemporalConfig,
@@ -21,6 +23,7 @@ from ndevgan_plugins.tgan import (
     TGANBackbone,
     TGANConfig,
     augment_videos,
+    contrastive_loss,
     pixel_differences,
     shape_code_of,
 )
@@ -533,6 +536,107 @@ def test_pixel_differences_of_a_ramp_and_a_critic_that_weighs_edges_by_its_gain(
         torch.testing.assert_close(edges[2](flat), plain(flat))
     frame = _small_tgan(critic_edges=1, frame_critic=2).discriminators["frame"]
     assert frame.features[0].in_channels == 9
+
+
+def test_frame_encoder_and_feature_critic_shapes_and_parameter_counts():
+    gan = _small_tgan(feature_critic=2)
+    encoder, head = gan.frame_encoder, gan.discriminators["features"]
+    # 3×3 convolutions 3→32→64→64 with biases, each halving by a max-pool: 32×32 → 4×4
+    assert sum(p.numel() for p in encoder.parameters()) == (
+        conv_params(3, 32, 9, True) + conv_params(32, 64, 9, True) + conv_params(64, 64, 9, True)
+    )
+    assert encoder(torch.zeros(5, 3, 32, 32)).shape == (5, 64, 4, 4)
+    # the head: a 3×3 convolution 64→64, then a 4×4 one to the score
+    assert nd.count_parameters(head) == conv_params(64, 64, 9, True) + conv_params(64, 1, 16, True)
+    assert head(torch.zeros(5, 64, 4, 4)).shape == (5,)
+    # the encoder learns only in its own step: no optimiser but its own holds its weights
+    opts = gan.configure_optimizers()
+    owners = {
+        name: {id(p) for g in o.param_groups for p in g["params"]} for name, o in opts.items()
+    }
+    assert owners["encoder"] == {id(p) for p in encoder.parameters()}
+    assert not owners["encoder"] & (owners["generator"] | owners["discriminator"])
+    assert "features" not in _small_tgan().discriminators
+    assert not hasattr(_small_tgan(), "frame_encoder")
+    with pytest.raises(ConfigError, match="feature_critic: expected at most the 16 frames"):
+        build_config(TGANConfig, {"feature_critic": 17}, "backbone.tgan")
+    with pytest.raises(ConfigError, match="feature_encoder_steps: 5 needs a feature critic"):
+        build_config(TGANConfig, {"feature_encoder_steps": 5}, "backbone.tgan")
+
+
+class _Constant(nn.Module):
+    def forward(self, frames):
+        return torch.ones(frames.shape[0], 64, 4, 4) + 0 * frames.sum()
+
+
+def test_contrastive_loss_is_log_batch_for_a_blind_encoder_and_falls_as_the_encoder_learns():
+    videos, _ = shapes_render.render_batch(range(16), 0, 16, 32)
+    frames = torch.from_numpy(videos[:, 8].transpose(0, 3, 1, 2).astype("float32") / 127.5 - 1)
+    rng = torch.Generator().manual_seed(0)
+    # every view alike: each of the 16 candidates equally likely, the loss is ln 16
+    assert contrastive_loss(_Constant(), frames, rng).item() == pytest.approx(math.log(16))
+    gan = _small_tgan(feature_critic=1)
+    encoder = gan.frame_encoder.requires_grad_(True)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(30):
+        loss = contrastive_loss(encoder, frames, rng)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) < 0.7 * sum(losses[:5])
+
+
+def test_feature_critic_encoder_learns_from_kept_real_frames_then_stays_and_the_head_trains():
+    gan = _small_tgan(feature_critic=3, feature_encoder_steps=10)
+    opts = gan.configure_optimizers()
+    rng = torch.Generator().manual_seed(1)
+    seen = []
+    gan.discriminators["features"].register_forward_hook(
+        lambda m, args, out: seen.append((args[0].shape, args[0].requires_grad))
+    )
+    reals = [torch.rand(8, 3, 16, 32, 32) * 2 - 1 for _ in range(12)]
+    weights = lambda module: [p.detach().clone() for p in module.parameters()]  # noqa: E731
+    history, metrics = [weights(gan.frame_encoder)], []
+    head_before = weights(gan.discriminators["features"])
+    for step, real in enumerate(reals):
+        metrics.append(gan.training_step(real, step, opts, rng))
+        history.append(weights(gan.frame_encoder))
+    changed = [
+        any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        for before, after in itertools.pairwise(history)
+    ]
+    # 8 frames kept a step: the encoder first learns at the 8th (64 kept), stops after the 10th
+    assert changed == [False] * 7 + [True] * 3 + [False] * 2
+    assert [math.isnan(m["encoder"]) for m in metrics[:10]] == [True] * 7 + [False] * 3
+    assert all("encoder" not in m for m in metrics[10:])
+    assert int(gan.real_frames_seen) == 80
+    # every kept frame is one of the frames of the video it was kept from
+    for slot in range(80):
+        video = reals[slot // 8][slot % 8]
+        kept = gan.real_frames[slot % gan.REAL_FRAMES]
+        assert any(torch.equal(kept, video[:, t]) for t in range(16))
+    # the head scores 3 standardised frames of each of 8 videos: real and fake (no gradient
+    # to the video), then the fakes again with the gradient that reaches the generator
+    assert seen[:3] == [(torch.Size([24, 64, 4, 4]), False)] * 2 + [
+        (torch.Size([24, 64, 4, 4]), True)
+    ]
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(head_before, weights(gan.discriminators["features"]), strict=True)
+    )
+    # the GAN's losses do not reach the encoder's weights, only the videos through it
+    for p in gan.frame_encoder.parameters():
+        p.grad = None
+    gan.training_step(reals[0], 12, opts, rng)
+    assert all(p.grad is None for p in gan.frame_encoder.parameters())
+    # the standardisation is that of the encoder's last batch of kept frames
+    with torch.no_grad():
+        features = gan.frame_encoder(gan.real_frames)
+    spread = features.std(dim=(0, 2, 3))
+    assert spread.mean() == pytest.approx(gan.feature_std.mean().item(), rel=0.5)
+    assert not torch.equal(gan.feature_std, torch.ones_like(gan.feature_std))
 
 
 def test_generator_fakes_reuse_renders_one_batch_per_iteration():

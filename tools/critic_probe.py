@@ -4,7 +4,8 @@
 
 Renders real `dataset.shapes` clips (4,000 to fit a probe, 1,000 held out), passes them through
 the checkpoint's video critic (and, if the run has one, its frame critic on one frame of each
-clip) up to the layer before the score, and fits a linear classifier (a probe) on those features
+clip, and if it has a feature critic, its frame encoder on each clip's middle frame) up to the
+layer before the score, and fits a linear classifier (a probe) on those features
 for the shape and for the motion; prints the held-out accuracy of each (chance: 0.20), beside
 the same critic at its initialisation. Then, as the control that says what an architecture could
 see at all, it trains fresh networks with a linear head on the shape labels directly
@@ -27,7 +28,7 @@ from ndevgan_core.config import build_config
 from ndevgan_core.training.checkpoint import load_checkpoint
 from ndevgan_plugins import shapes_render
 from ndevgan_plugins.shapes_classifier import ShapesClassifier
-from ndevgan_plugins.tgan import Critic, TGANConfig
+from ndevgan_plugins.tgan import Critic, FrameEncoder, TGANConfig
 
 TRAIN_CLIPS = 4000
 HELD_OUT_CLIPS = 1000
@@ -50,6 +51,23 @@ def probe_accuracy(
         optimizer.step()
     with torch.no_grad():
         return head(x[train:]).argmax(1).eq(labels[train:]).float().mean().item()
+
+
+def weights_under(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a model's ``state`` whose names start with ``prefix``, without it."""
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def encoder_features(
+    weights: dict[str, torch.Tensor] | None, size: int, frames: torch.Tensor
+) -> torch.Tensor:
+    """A feature critic's frame encoder (``weights``; None: a fresh one) on ``frames``
+    (N, 3, H, W): its features (N, 64, 4, 4)."""
+    encoder = FrameEncoder(size)
+    if weights is not None:
+        encoder.load_state_dict(weights)
+    with torch.no_grad():
+        return torch.cat([encoder(batch) for batch in frames.split(100)])
 
 
 def critic_features(critic: Critic, clips: torch.Tensor, peaks: bool = False) -> torch.Tensor:
@@ -154,8 +172,7 @@ def main() -> None:
     shapes, motions = labels // len(shapes_render.MOTIONS), labels % len(shapes_render.MOTIONS)
     print(f"linear probes, held-out accuracy on {HELD_OUT_CLIPS} real clips (chance 0.20)")
     for name in ("video", "frame"):
-        prefix = f"discriminators.{name}."
-        weights = {k[len(prefix) :]: v for k, v in saved["model"].items() if k.startswith(prefix)}
+        weights = weights_under(saved["model"], f"discriminators.{name}.")
         if not weights:
             continue
         frames, code = (0, 0) if name == "frame" else (None, config.shape_code)
@@ -171,6 +188,15 @@ def main() -> None:
             if name == "video":
                 line += f"  motion {probe_accuracy(features, motions, TRAIN_CLIPS):.3f}"
             print(line)
+    encoder_weights = weights_under(saved["model"], "frame_encoder.")
+    if encoder_weights:
+        middle = clips[:, :, config.frames // 2]
+        for state in ("trained", "at initialisation"):
+            trained = encoder_weights if state == "trained" else None
+            features = encoder_features(trained, config.size, middle)
+            shape = probe_accuracy(features.flatten(1), shapes, TRAIN_CLIPS)
+            peaks = probe_accuracy(features.amax((2, 3)), shapes, TRAIN_CLIPS)
+            print(f"  frame encoder, {state:<17}  shape {shape:.3f} (of the peaks {peaks:.3f})")
     if not args.supervised_steps:
         return
     print(f"fresh networks trained on the shape labels ({args.supervised_steps} steps):")

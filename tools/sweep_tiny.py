@@ -45,6 +45,8 @@ SPRITE_G32 = [*SPRITE, "backbone.tgan.g_channels=32"]
 SPRITE_FULL = [*SPRITE, "backbone.tgan.g_channels=16", "backbone.tgan.sprite_size=full"]
 SPRITE_DARK = [*SPRITE_FULL, "backbone.tgan.sprite_background=dark"]
 DARK_POLAR = [*SPRITE_DARK, "backbone.tgan.sprite_shape=polar"]
+EDGES_DECAY = [*SPRITE_DARK, "backbone.tgan.critic_edges=2", "run.lr_decay=0.5"]
+"""The demo of session 21, spelt out so that the variants measured on it keep running it."""
 DARK_POLAR24 = [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"]
 NS_R1_ADAM = [
     "backbone.tgan.loss=nonsaturating",
@@ -339,8 +341,11 @@ VARIANTS: dict[str, list[str]] = {
     "dark-edges2": [*SPRITE_DARK, "backbone.tgan.critic_edges=2"],
     "dark-edges4": [*SPRITE_DARK, "backbone.tgan.critic_edges=4"],
     # (gain 2 peaks by 2,000 steps and then falls: its learning rates decay over the second half)
-    "dark-edges2-decay": [*SPRITE_DARK, "backbone.tgan.critic_edges=2", "run.lr_decay=0.5"],
+    "dark-edges2-decay": EDGES_DECAY,
     "sprite-full-d32": [*SPRITE_FULL, "backbone.tgan.d_channels=32"],
+    # session 22, from the demo of session 21: a third critic scores 4 frames of each video by
+    # the features of a frame encoder that teaches itself the shapes from real frames (SimCLR)
+    "features4": [*EDGES_DECAY, "backbone.tgan.feature_critic=4"],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the demo's recipe with each other temporal family

@@ -257,6 +257,20 @@ class TGANConfig:
         "Wasserstein GAN's; 0: RGB only, the paper)",
         non_negative,
     )
+    feature_critic: int = option(
+        0,
+        "frames of each video also scored by a critic that reads a frame encoder's features "
+        "(Projected GAN): the encoder learns by itself from real frames only (SimCLR: two "
+        "shifted, channel-swapped views of a frame are alike, other frames not) during the "
+        "first feature_encoder_steps iterations, then stays fixed; 0: none, the paper",
+        non_negative,
+    )
+    feature_encoder_steps: int = option(
+        800,
+        "feature_critic: the iterations during which the frame encoder learns (one "
+        "contrastive Adam step on 64 frames of recent real batches each)",
+        positive,
+    )
     loss: str = option(
         "wgan",
         "wgan (the paper: critic E[D(fake)] − E[D(real)], G −E[D(fake)]), hinge (critic "
@@ -445,6 +459,17 @@ class TGANConfig:
             raise ConfigError(
                 f"shape_code_weight: {self.shape_code_weight} needs a shape code "
                 "(shape_code of at least 2), got shape_code = 0"
+            )
+        if self.feature_critic > self.frames:
+            raise ConfigError(
+                f"feature_critic: expected at most the {self.frames} frames of a video, got "
+                f"{self.feature_critic}"
+            )
+        default_steps = attrs.fields(type(self)).feature_encoder_steps.default
+        if self.feature_encoder_steps != default_steps and not self.feature_critic:
+            raise ConfigError(
+                f"feature_encoder_steps: {self.feature_encoder_steps} needs a feature critic "
+                "(feature_critic of at least 1), got feature_critic = 0"
             )
         if self.frame_critic > self.frames:
             raise ConfigError(
@@ -799,6 +824,64 @@ class Critic(nn.Module):
         return scores if logits is None else (scores, logits)
 
 
+class FrameEncoder(nn.Module):
+    """A frame encoder for the feature critic: 3×3 convolutions (32, 64, 64, … channels), each
+    followed by LeakyReLU 0.2 and a 2×2 max-pool, down to 4×4: (B, 3, H, W) → (B, 64, 4, 4).
+    Max-pooled small kernels keep small shapes' outlines, which strided 4×4 layers blur."""
+
+    CHANNELS = 64
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i in range(int(math.log2(size // 4))):
+            c = 32 if i == 0 else self.CHANNELS
+            layers += [nn.Conv2d(c_in, c, 3, 1, 1), nn.LeakyReLU(0.2), nn.MaxPool2d(2)]
+            c_in = c
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, 3, H, W) → features (B, 64, 4, 4)."""
+        return self.layers(frames)
+
+
+def contrastive_loss(
+    encoder: FrameEncoder, frames: torch.Tensor, rng: torch.Generator, temperature: float = 0.2
+) -> torch.Tensor:
+    """SimCLR's loss for ``frames`` (B, 3, H, W): each frame is seen twice, each time shifted
+    (``critic_augment``'s translation) and with its colour channels in a random order; the
+    encoder's features (their maximum over the frame, normalised) of the two views of a frame
+    must be more alike than those of any other pair."""
+    b = frames.shape[0]
+
+    def view() -> torch.Tensor:
+        shifted = augment_videos(frames.unsqueeze(2), "translation", rng).squeeze(2)
+        order = torch.argsort(torch.rand(b, 3, generator=rng), dim=1).to(frames.device)
+        swapped = torch.gather(shifted, 1, order[:, :, None, None].expand_as(shifted))
+        return F.normalize(encoder(swapped).amax((2, 3)), dim=1)
+
+    similarity = view() @ view().T / temperature
+    return F.cross_entropy(similarity, torch.arange(b, device=frames.device))
+
+
+class FeatureCritic(nn.Module):
+    """The feature critic's head: per frame, (B, 64, 4, 4) encoder features (standardised by
+    the real frames' per-channel mean and deviation) → Conv2d 3×3 (64) → LeakyReLU 0.2 →
+    Conv2d 4×4 → one score (B,). Singular value clipping keeps it 1-Lipschitz like the other
+    critics, so without the standardisation its score would hardly move: the contrastive loss
+    reads only the features' directions, and their scale drifts to ~0.02."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        c = FrameEncoder.CHANNELS
+        self.layers = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(c, 1, 4))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, 64, 4, 4) → scores (B,)."""
+        return self.layers(features).flatten()
+
+
 IMAGE_GENERATORS: dict[str, type[nd.ImageGenerator]] = {
     "convolutional": ImageGenerator,
     "sprite": SpriteImageGenerator,
@@ -820,7 +903,20 @@ class TGAN(nd.VideoGAN):
         critics = {"video": Critic(config, code_values=config.shape_code)}
         if config.frame_critic:
             critics["frame"] = Critic(config, frames=0)
+        if config.feature_critic:
+            critics["features"] = FeatureCritic()
         self.discriminators = nn.ModuleDict(critics)
+        if config.feature_critic:
+            self.frame_encoder = FrameEncoder(config.size).requires_grad_(False)
+            frames = torch.zeros(self.REAL_FRAMES, 3, config.size, config.size)
+            self.register_buffer("real_frames", frames)
+            self.register_buffer("real_frames_seen", torch.zeros((), dtype=torch.long))
+            channels = (FrameEncoder.CHANNELS, 1, 1)
+            self.register_buffer("feature_mean", torch.zeros(channels))
+            self.register_buffer("feature_std", torch.ones(channels))
+
+    REAL_FRAMES = 512
+    """The feature critic's encoder learns from the last this many real frames (one per video)."""
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """RMSprop (the paper) or Adam for the generator and the critic."""
@@ -831,10 +927,13 @@ class TGAN(nd.VideoGAN):
                 return torch.optim.Adam(params, lr=lr, betas=(c.beta1, c.beta2))
             return torch.optim.RMSprop(params, lr=lr)
 
-        return {
+        optimizers = {
             "generator": make(self.generator.parameters(), c.lr),
             "discriminator": make(self.discriminators.parameters(), c.d_lr or c.lr),
         }
+        if c.feature_critic:
+            optimizers["encoder"] = torch.optim.Adam(self.frame_encoder.parameters(), lr=1e-3)
+        return optimizers
 
     def training_step(
         self,
@@ -843,8 +942,9 @@ class TGAN(nd.VideoGAN):
         optimizers: dict[str, torch.optim.Optimizer],
         rng: torch.Generator,
     ) -> dict[str, float]:
-        """One critic step, one generator step (fresh fakes, as the paper's code, or the critic
-        step's; every critic input augmented by ``critic_augment``, with fresh draws each
+        """With a feature critic, first (during ``feature_encoder_steps``) the frame encoder's
+        own step. One critic step, one generator step (fresh fakes, as the paper's code, or the
+        critic step's; every critic input augmented by ``critic_augment``, with fresh draws each
         time), then (every ``clip_every`` iterations, from iteration 0 on, as the paper's
         code) singular value clipping of the critics."""
         g = self.generator
@@ -856,9 +956,15 @@ class TGAN(nd.VideoGAN):
             fake = g(z, generator=rng)
         if c.r1:
             real = real.detach().requires_grad_(True)
-        picks = None
+        frame_picks = feature_picks = None
         if c.frame_critic:
-            picks = torch.randperm(real.shape[2], generator=rng)[: c.frame_critic]
+            frame_picks = torch.randperm(real.shape[2], generator=rng)[: c.frame_critic]
+        figures = {}
+        if c.feature_critic:
+            if step < c.feature_encoder_steps:
+                figures["encoder"] = self._encoder_step(real.detach(), optimizers["encoder"], rng)
+            feature_picks = torch.randperm(real.shape[2], generator=rng)[: c.feature_critic]
+        picks = (frame_picks, feature_picks)
         augment = c.critic_augment
         scores_real, _ = self._score(augment_videos(real, augment, rng), picks)
         scores_fake, code_loss = self._score(augment_videos(fake.detach(), augment, rng), picks, z)
@@ -866,7 +972,6 @@ class TGAN(nd.VideoGAN):
             (self._critic_loss(r, f) for r, f in zip(scores_real, scores_fake, strict=True)),
             start=torch.zeros((), device=real.device),
         )
-        figures = {}
         if code_loss is not None:
             figures["code_d"] = code_loss.item()
             loss_d = loss_d + c.shape_code_weight * code_loss
@@ -906,12 +1011,48 @@ class TGAN(nd.VideoGAN):
             **figures,
         }
 
+    def _encoder_step(
+        self, real: torch.Tensor, optimizer: torch.optim.Optimizer, rng: torch.Generator
+    ) -> float:
+        """Keep one random frame of each real video among the last :attr:`REAL_FRAMES`, and
+        once 64 are kept, take one contrastive step of the frame encoder on 64 of them (drawn
+        from many videos: frames of one video are too alike to be told apart by their shape)
+        and measure the features' per-channel mean and deviation on those frames."""
+        b, _, t = real.shape[:3]
+        chosen = torch.randint(0, t, (b,), generator=rng).to(real.device)
+        slots = (self.real_frames_seen + torch.arange(b, device=real.device)) % self.REAL_FRAMES
+        self.real_frames[slots] = real[torch.arange(b, device=real.device), :, chosen]
+        self.real_frames_seen += b
+        kept = int(min(self.real_frames_seen.item(), self.REAL_FRAMES))
+        if kept < 64:
+            return float("nan")
+        frames = self.real_frames[torch.randperm(kept, generator=rng)[:64].to(real.device)]
+        self.frame_encoder.requires_grad_(True)
+        try:
+            loss = contrastive_loss(self.frame_encoder, frames, rng)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        finally:
+            self.frame_encoder.requires_grad_(False)
+        with torch.no_grad():
+            features = self.frame_encoder(frames)
+            std = features.std(dim=(0, 2, 3))
+            self.feature_mean.copy_(features.mean(dim=(0, 2, 3)).view_as(self.feature_mean))
+            self.feature_std.copy_(std.clamp(min=0.1 * std.mean()).view_as(self.feature_std))
+        return loss.item()
+
     def _score(
-        self, video: torch.Tensor, picks: torch.Tensor | None, z: torch.Tensor | None = None
+        self,
+        video: torch.Tensor,
+        picks: tuple[torch.Tensor | None, torch.Tensor | None],
+        z: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Scores of every critic: the video critic's, then the frame critic's of the
-        ``picks`` frames of each video; and, with a shape code and the fakes' latents ``z``,
-        the code head's cross-entropy against their codes (else None)."""
+        first ``picks`` frames of each video, then the feature critic's of the second's; and,
+        with a shape code and the fakes' latents ``z``, the code head's cross-entropy against
+        their codes (else None)."""
+        frame_picks, feature_picks = picks
         code_loss = None
         if self.config.shape_code and z is not None:
             video_scores, logits = self.discriminators["video"](video, with_code=True)
@@ -919,9 +1060,14 @@ class TGAN(nd.VideoGAN):
             scores = [video_scores]
         else:
             scores = [self.discriminators["video"](video)]
-        if picks is not None:
-            frames = video[:, :, picks.to(video.device)].transpose(1, 2)
+        if frame_picks is not None:
+            frames = video[:, :, frame_picks.to(video.device)].transpose(1, 2)
             scores.append(self.discriminators["frame"](frames.flatten(0, 1)))
+        if feature_picks is not None:
+            frames = video[:, :, feature_picks.to(video.device)].transpose(1, 2)
+            features = self.frame_encoder(frames.flatten(0, 1))
+            features = (features - self.feature_mean) / self.feature_std
+            scores.append(self.discriminators["features"](features))
         return scores, code_loss
 
     def _critic_loss(self, scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
