@@ -214,6 +214,11 @@ def test_paper_grids_plan_the_papers_runs(registry):
     configurations = ["tgan-conv1d"] + [f"tgan-ode-o{k}-single" for k in (1, 2, 3)]
     configurations.append("tgan-sde-single")
     assert [p.run_id for p in tiny] == [f"{c}-s{s}" for c in configurations for s in (0, 1, 2)]
+    # conv1d and the SDE train until flat: 3,000 iterations; the ODEs flatten by 2,000
+    iterations = {p.run_id.rsplit("-s", 1)[0]: p.config.run.iterations for p in tiny}
+    assert iterations == {
+        c: 3000 if c in ("tgan-conv1d", "tgan-sde-single") else 2000 for c in configurations
+    }
 
 
 # ------------------------------------------------------------------------------------------

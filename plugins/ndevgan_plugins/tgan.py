@@ -891,6 +891,11 @@ IMAGE_GENERATORS: dict[str, type[nd.ImageGenerator]] = {
 class TGAN(nd.VideoGAN):
     """TGAN's networks and its WGAN + singular value clipping training step."""
 
+    REAL_FRAMES = 512
+    """The feature critic's encoder learns from the last this many real frames (one per video)."""
+    ENCODER_BATCH = 64
+    """Frames of each of the encoder's contrastive steps (each the others' negatives)."""
+
     def __init__(self, config: TGANConfig, temporal: nd.TemporalGenerator) -> None:
         super().__init__()
         self.config = config
@@ -906,7 +911,7 @@ class TGAN(nd.VideoGAN):
         if config.feature_critic:
             critics["features"] = FeatureCritic()
         self.discriminators = nn.ModuleDict(critics)
-        if config.feature_critic:
+        if config.feature_critic:  # the encoder learns apart from the critics' optimiser
             self.frame_encoder = FrameEncoder(config.size).requires_grad_(False)
             frames = torch.zeros(self.REAL_FRAMES, 3, config.size, config.size)
             self.register_buffer("real_frames", frames)
@@ -914,9 +919,6 @@ class TGAN(nd.VideoGAN):
             channels = (FrameEncoder.CHANNELS, 1, 1)
             self.register_buffer("feature_mean", torch.zeros(channels))
             self.register_buffer("feature_std", torch.ones(channels))
-
-    REAL_FRAMES = 512
-    """The feature critic's encoder learns from the last this many real frames (one per video)."""
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """RMSprop (the paper) or Adam for the generator and the critic."""
@@ -1015,18 +1017,20 @@ class TGAN(nd.VideoGAN):
         self, real: torch.Tensor, optimizer: torch.optim.Optimizer, rng: torch.Generator
     ) -> float:
         """Keep one random frame of each real video among the last :attr:`REAL_FRAMES`, and
-        once 64 are kept, take one contrastive step of the frame encoder on 64 of them (drawn
-        from many videos: frames of one video are too alike to be told apart by their shape)
-        and measure the features' per-channel mean and deviation on those frames."""
+        once :attr:`ENCODER_BATCH` are kept, take one contrastive step of the frame encoder on
+        that many of them (drawn from many videos: frames of one video are too alike to be told
+        apart by their shape) and measure the features' per-channel mean and deviation on
+        those frames."""
         b, _, t = real.shape[:3]
         chosen = torch.randint(0, t, (b,), generator=rng).to(real.device)
         slots = (self.real_frames_seen + torch.arange(b, device=real.device)) % self.REAL_FRAMES
         self.real_frames[slots] = real[torch.arange(b, device=real.device), :, chosen]
         self.real_frames_seen += b
         kept = int(min(self.real_frames_seen.item(), self.REAL_FRAMES))
-        if kept < 64:
+        if kept < self.ENCODER_BATCH:
             return float("nan")
-        frames = self.real_frames[torch.randperm(kept, generator=rng)[:64].to(real.device)]
+        drawn = torch.randperm(kept, generator=rng)[: self.ENCODER_BATCH]
+        frames = self.real_frames[drawn.to(real.device)]
         self.frame_encoder.requires_grad_(True)
         try:
             loss = contrastive_loss(self.frame_encoder, frames, rng)
