@@ -575,12 +575,12 @@ def _ignore_sigint() -> None:
 
 
 def _pool_context(method: str | None = None) -> Any:
-    """The start method of the decode workers: ``fork`` on Linux (instant; the pool is made
-    before any thread, LMDB handle or progress bar exists, and workers use no torch), else
-    ``spawn``. Workers get only picklable :class:`Task` objects, so spawn works everywhere."""
-    if method is None:
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return mp.get_context(method)
+    """The start method of the decode workers: ``spawn`` unless ``method`` says otherwise.
+    Workers get only picklable :class:`Task` objects, so spawn works everywhere; ``fork`` would
+    start them faster but copies every lock of the parent as it is, and a lock that one of the
+    parent's threads (torch's, a progress bar's, a test runner's) held at that moment leaves the
+    worker waiting forever."""
+    return mp.get_context(method or "spawn")
 
 
 @contextlib.contextmanager
