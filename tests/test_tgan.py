@@ -588,6 +588,69 @@ def test_contrastive_loss_is_log_batch_for_a_blind_encoder_and_falls_as_the_enco
     assert sum(losses[-5:]) < 0.7 * sum(losses[:5])
 
 
+class _Brightness(nn.Module):
+    """Features that say only whether a frame is brighter than mid-grey."""
+
+    def forward(self, frames):
+        bright = (frames.mean((1, 2, 3)) > 0).float()
+        return torch.stack([bright, 1 - bright], 1)[:, :, None, None].expand(-1, -1, 4, 4)
+
+
+def test_contrastive_loss_with_fakes_adds_the_supervised_term_that_holds_fakes_together():
+    rng = torch.Generator().manual_seed(0)
+    reals, fakes = -torch.ones(16, 3, 32, 32), torch.ones(4, 3, 32, 32)
+    # a blind encoder: each of the 16 real candidates equally likely (ln 16), and each fake view
+    # one of 2 × 20 − 1 equally likely candidates (ln 39)
+    blind = contrastive_loss(_Constant(), reals, rng, fakes=fakes)
+    assert blind.item() == pytest.approx(math.log(16) + math.log(39))
+    # an encoder that holds the fakes together, apart from the reals: for each fake view the 7
+    # other fake views have similarity 1/τ and the 32 real views 0
+    tau = 0.2
+    apart = contrastive_loss(_Brightness(), reals, rng, temperature=tau, fakes=fakes)
+    expected = math.log(16) + math.log(7 + 32 * math.exp(-1 / tau))
+    assert apart.item() == pytest.approx(expected, rel=1e-5)
+    assert apart < blind
+    # without fakes it is SimCLR's loss alone
+    assert contrastive_loss(_Brightness(), reals, rng).item() == pytest.approx(math.log(16))
+    with pytest.raises(ConfigError, match="feature_encoder_fakes: true needs a feature critic"):
+        build_config(TGANConfig, {"feature_encoder_fakes": True}, "backbone.tgan")
+
+
+def test_feature_critic_encoder_with_fakes_learns_from_one_frame_of_each_fake():
+    gan = _small_tgan(feature_critic=2, feature_encoder_fakes=True)
+    opts = gan.configure_optimizers()
+    rng = torch.Generator().manual_seed(3)
+    seen = []
+    gan.frame_encoder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    for step in range(8):
+        gan.training_step(torch.rand(8, 3, 16, 32, 32) * 2 - 1, step, opts, rng)
+    # at the 8th step 64 real frames are kept: two views of them and of one frame of each of
+    # the 8 fakes (72 frames), then 64 for the standardisation, then the feature critic's
+    # 2 frames of 8 videos, real, fake, and fake again for the generator
+    assert seen[-6:] == [72, 72, 64, 16, 16, 16]
+
+
+def test_feature_encoder_every_learns_at_every_nth_step_and_keeps_frames_at_each():
+    gan = _small_tgan(feature_critic=1, feature_encoder_steps=14, feature_encoder_every=2)
+    opts = gan.configure_optimizers()
+    rng = torch.Generator().manual_seed(2)
+    weights = lambda: [p.detach().clone() for p in gan.frame_encoder.parameters()]  # noqa: E731
+    history, metrics = [weights()], []
+    for step in range(16):
+        metrics.append(gan.training_step(torch.rand(8, 3, 16, 32, 32) * 2 - 1, step, opts, rng))
+        history.append(weights())
+    changed = [
+        any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+        for before, after in itertools.pairwise(history)
+    ]
+    # 64 frames kept by the 8th step (step 7); it learns at the even steps 8, 10 and 12 only
+    assert changed == [False] * 8 + [True, False] * 3 + [False] * 2
+    assert [s for s, m in enumerate(metrics) if "encoder" in m] == list(range(0, 14, 2))
+    assert int(gan.real_frames_seen) == 14 * 8
+    with pytest.raises(ConfigError, match="feature_encoder_every: 2 needs a feature critic"):
+        build_config(TGANConfig, {"feature_encoder_every": 2}, "backbone.tgan")
+
+
 def test_feature_critic_encoder_learns_from_kept_real_frames_then_stays_and_the_head_trains():
     gan = _small_tgan(feature_critic=3, feature_encoder_steps=10)
     opts = gan.configure_optimizers()

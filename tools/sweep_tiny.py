@@ -346,6 +346,32 @@ VARIANTS: dict[str, list[str]] = {
     # session 22, from the demo of session 21: a third critic scores 4 frames of each video by
     # the features of a frame encoder that teaches itself the shapes from real frames (SimCLR)
     "features4": [*EDGES_DECAY, "backbone.tgan.feature_critic=4"],
+    # session 23: the encoder keeps learning for the whole run, from real frames only or (as
+    # ContraD's) also holding the critic step's fakes together apart from the real frames
+    "features4-always": [
+        *EDGES_DECAY,
+        "backbone.tgan.feature_critic=4",
+        "backbone.tgan.feature_encoder_steps=1000000",
+    ],
+    "features4-contrad": [
+        *EDGES_DECAY,
+        "backbone.tgan.feature_critic=4",
+        "backbone.tgan.feature_encoder_steps=1000000",
+        "backbone.tgan.feature_encoder_fakes=true",
+    ],
+    "features8-contrad": [
+        *EDGES_DECAY,
+        "backbone.tgan.feature_critic=8",
+        "backbone.tgan.feature_encoder_steps=1000000",
+        "backbone.tgan.feature_encoder_fakes=true",
+    ],
+    "features4-contrad-every2": [
+        *EDGES_DECAY,
+        "backbone.tgan.feature_critic=4",
+        "backbone.tgan.feature_encoder_steps=1000000",
+        "backbone.tgan.feature_encoder_fakes=true",
+        "backbone.tgan.feature_encoder_every=2",
+    ],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
     # the demo's recipe with each other temporal family

@@ -260,9 +260,10 @@ class TGANConfig:
     feature_critic: int = option(
         0,
         "frames of each video also scored by a critic that reads a frame encoder's features "
-        "(Projected GAN): the encoder learns by itself from real frames only (SimCLR: two "
-        "shifted, channel-swapped views of a frame are alike, other frames not) during the "
-        "first feature_encoder_steps iterations, then stays fixed; 0: none, the paper",
+        "(Projected GAN): the encoder learns by itself from real frames (SimCLR: two "
+        "shifted, channel-swapped views of a frame are alike, other frames not; with "
+        "feature_encoder_fakes also from fakes) during the first feature_encoder_steps "
+        "iterations, then stays fixed; 0: none, the paper",
         non_negative,
     )
     feature_encoder_steps: int = option(
@@ -270,6 +271,19 @@ class TGANConfig:
         "feature_critic: the iterations during which the frame encoder learns (one "
         "contrastive Adam step on 64 frames of recent real batches each)",
         positive,
+    )
+    feature_encoder_every: int = option(
+        1,
+        "feature_critic: the frame encoder learns at every this many iterations of its "
+        "feature_encoder_steps (real frames are kept at every iteration)",
+        positive,
+    )
+    feature_encoder_fakes: bool = option(
+        False,
+        "feature_critic: the encoder's contrastive step also sees one frame of each of the "
+        "critic step's fakes and learns to hold them together, apart from the real frames "
+        "(ContraD's supervised term), so that while it learns it keeps telling what the "
+        "generator draws from the data; false: real frames only",
     )
     loss: str = option(
         "wgan",
@@ -470,6 +484,17 @@ class TGANConfig:
             raise ConfigError(
                 f"feature_encoder_steps: {self.feature_encoder_steps} needs a feature critic "
                 "(feature_critic of at least 1), got feature_critic = 0"
+            )
+        default_every = attrs.fields(type(self)).feature_encoder_every.default
+        if self.feature_encoder_every != default_every and not self.feature_critic:
+            raise ConfigError(
+                f"feature_encoder_every: {self.feature_encoder_every} needs a feature critic "
+                "(feature_critic of at least 1), got feature_critic = 0"
+            )
+        if self.feature_encoder_fakes and not self.feature_critic:
+            raise ConfigError(
+                "feature_encoder_fakes: true needs a feature critic (feature_critic of at "
+                "least 1), got feature_critic = 0"
             )
         if self.frame_critic > self.frames:
             raise ConfigError(
@@ -847,22 +872,45 @@ class FrameEncoder(nn.Module):
 
 
 def contrastive_loss(
-    encoder: FrameEncoder, frames: torch.Tensor, rng: torch.Generator, temperature: float = 0.2
+    encoder: FrameEncoder,
+    frames: torch.Tensor,
+    rng: torch.Generator,
+    temperature: float = 0.2,
+    fakes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """SimCLR's loss for ``frames`` (B, 3, H, W): each frame is seen twice, each time shifted
     (``critic_augment``'s translation) and with its colour channels in a random order; the
     encoder's features (their maximum over the frame, normalised) of the two views of a frame
-    must be more alike than those of any other pair."""
+    must be more alike than those of any other pair. With ``fakes`` (F, 3, H, W), ContraD's
+    second term is added: each view of a fake must be more alike to every other fake's view
+    than to any real frame's (supervised contrast with the fakes as one class)."""
     b = frames.shape[0]
+    both = frames if fakes is None else torch.cat([frames, fakes])
+    n = both.shape[0]
 
     def view() -> torch.Tensor:
-        shifted = augment_videos(frames.unsqueeze(2), "translation", rng).squeeze(2)
-        order = torch.argsort(torch.rand(b, 3, generator=rng), dim=1).to(frames.device)
+        shifted = augment_videos(both.unsqueeze(2), "translation", rng).squeeze(2)
+        order = torch.argsort(torch.rand(n, 3, generator=rng), dim=1).to(both.device)
         swapped = torch.gather(shifted, 1, order[:, :, None, None].expand_as(shifted))
         return F.normalize(encoder(swapped).amax((2, 3)), dim=1)
 
-    similarity = view() @ view().T / temperature
-    return F.cross_entropy(similarity, torch.arange(b, device=frames.device))
+    first, second = view(), view()
+    similarity = first[:b] @ second[:b].T / temperature
+    loss = F.cross_entropy(similarity, torch.arange(b, device=frames.device))
+    if fakes is None:
+        return loss
+    views = torch.cat([first, second])
+    is_fake = torch.arange(n, device=both.device).repeat(2) >= b
+    anchors = views[is_fake]
+    logits = anchors @ views.T / temperature
+    itself = torch.nonzero(is_fake).flatten()
+    rows = torch.arange(anchors.shape[0], device=both.device)
+    logits[rows, itself] = float("-inf")
+    log_p = logits.log_softmax(dim=1)
+    positive = is_fake.expand_as(logits).clone()
+    positive[rows, itself] = False
+    supervised = -(log_p.masked_fill(~positive, 0).sum(1) / positive.sum(1)).mean()
+    return loss + supervised
 
 
 class FeatureCritic(nn.Module):
@@ -964,7 +1012,11 @@ class TGAN(nd.VideoGAN):
         figures = {}
         if c.feature_critic:
             if step < c.feature_encoder_steps:
-                figures["encoder"] = self._encoder_step(real.detach(), optimizers["encoder"], rng)
+                fakes = fake.detach() if c.feature_encoder_fakes else None
+                learns = step % c.feature_encoder_every == 0
+                loss = self._encoder_step(real.detach(), optimizers["encoder"], rng, fakes, learns)
+                if learns:
+                    figures["encoder"] = loss
             feature_picks = torch.randperm(real.shape[2], generator=rng)[: c.feature_critic]
         picks = (frame_picks, feature_picks)
         augment = c.critic_augment
@@ -1014,26 +1066,36 @@ class TGAN(nd.VideoGAN):
         }
 
     def _encoder_step(
-        self, real: torch.Tensor, optimizer: torch.optim.Optimizer, rng: torch.Generator
+        self,
+        real: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        rng: torch.Generator,
+        fake: torch.Tensor | None = None,
+        learns: bool = True,
     ) -> float:
         """Keep one random frame of each real video among the last :attr:`REAL_FRAMES`, and
         once :attr:`ENCODER_BATCH` are kept, take one contrastive step of the frame encoder on
         that many of them (drawn from many videos: frames of one video are too alike to be told
         apart by their shape) and measure the features' per-channel mean and deviation on
-        those frames."""
+        those frames. With ``fake`` videos, one random frame of each joins the step as
+        :func:`contrastive_loss`'s fakes. With ``learns`` false, only keep the frame."""
         b, _, t = real.shape[:3]
         chosen = torch.randint(0, t, (b,), generator=rng).to(real.device)
         slots = (self.real_frames_seen + torch.arange(b, device=real.device)) % self.REAL_FRAMES
         self.real_frames[slots] = real[torch.arange(b, device=real.device), :, chosen]
         self.real_frames_seen += b
         kept = int(min(self.real_frames_seen.item(), self.REAL_FRAMES))
-        if kept < self.ENCODER_BATCH:
+        if not learns or kept < self.ENCODER_BATCH:
             return float("nan")
         drawn = torch.randperm(kept, generator=rng)[: self.ENCODER_BATCH]
         frames = self.real_frames[drawn.to(real.device)]
         self.frame_encoder.requires_grad_(True)
         try:
-            loss = contrastive_loss(self.frame_encoder, frames, rng)
+            fakes = None
+            if fake is not None:
+                pick = torch.randint(0, t, (fake.shape[0],), generator=rng).to(fake.device)
+                fakes = fake[torch.arange(fake.shape[0], device=fake.device), :, pick]
+            loss = contrastive_loss(self.frame_encoder, frames, rng, fakes=fakes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
