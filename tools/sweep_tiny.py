@@ -47,6 +47,10 @@ SPRITE_DARK = [*SPRITE_FULL, "backbone.tgan.sprite_background=dark"]
 DARK_POLAR = [*SPRITE_DARK, "backbone.tgan.sprite_shape=polar"]
 EDGES_DECAY = [*SPRITE_DARK, "backbone.tgan.critic_edges=2", "run.lr_decay=0.5"]
 """The demo of session 21, spelt out so that the variants measured on it keep running it."""
+# session 23: the feature critic's encoder learns to the run's end (from real frames only), and
+# also from the critic step's fakes, held together apart from the real frames (ContraD's)
+FEATURES_ALWAYS = [*EDGES_DECAY, "backbone.tgan.feature_encoder_steps=1000000"]
+FEATURES_CONTRAD = [*FEATURES_ALWAYS, "backbone.tgan.feature_encoder_fakes=true"]
 DARK_POLAR24 = [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"]
 NS_R1_ADAM = [
     "backbone.tgan.loss=nonsaturating",
@@ -346,30 +350,13 @@ VARIANTS: dict[str, list[str]] = {
     # session 22, from the demo of session 21: a third critic scores 4 frames of each video by
     # the features of a frame encoder that teaches itself the shapes from real frames (SimCLR)
     "features4": [*EDGES_DECAY, "backbone.tgan.feature_critic=4"],
-    # session 23: the encoder keeps learning for the whole run, from real frames only or (as
-    # ContraD's) also holding the critic step's fakes together apart from the real frames
-    "features4-always": [
-        *EDGES_DECAY,
-        "backbone.tgan.feature_critic=4",
-        "backbone.tgan.feature_encoder_steps=1000000",
-    ],
-    "features4-contrad": [
-        *EDGES_DECAY,
-        "backbone.tgan.feature_critic=4",
-        "backbone.tgan.feature_encoder_steps=1000000",
-        "backbone.tgan.feature_encoder_fakes=true",
-    ],
-    "features8-contrad": [
-        *EDGES_DECAY,
-        "backbone.tgan.feature_critic=8",
-        "backbone.tgan.feature_encoder_steps=1000000",
-        "backbone.tgan.feature_encoder_fakes=true",
-    ],
+    # session 23: the same critic with FEATURES_ALWAYS's and FEATURES_CONTRAD's encoders
+    "features4-always": [*FEATURES_ALWAYS, "backbone.tgan.feature_critic=4"],
+    "features4-contrad": [*FEATURES_CONTRAD, "backbone.tgan.feature_critic=4"],
+    "features8-contrad": [*FEATURES_CONTRAD, "backbone.tgan.feature_critic=8"],
     "features4-contrad-every2": [
-        *EDGES_DECAY,
+        *FEATURES_CONTRAD,
         "backbone.tgan.feature_critic=4",
-        "backbone.tgan.feature_encoder_steps=1000000",
-        "backbone.tgan.feature_encoder_fakes=true",
         "backbone.tgan.feature_encoder_every=2",
     ],
     # the demo as shipped: whatever the tiny preset and demo config say now

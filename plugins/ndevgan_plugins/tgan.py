@@ -913,6 +913,13 @@ def contrastive_loss(
     return loss + supervised
 
 
+def _one_frame_of_each(videos: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """videos (B, 3, T, H, W) → one random frame of each (B, 3, H, W)."""
+    b, _, t = videos.shape[:3]
+    chosen = torch.randint(0, t, (b,), generator=rng).to(videos.device)
+    return videos[torch.arange(b, device=videos.device), :, chosen]
+
+
 class FeatureCritic(nn.Module):
     """The feature critic's head: per frame, (B, 64, 4, 4) encoder features (standardised by
     the real frames' per-channel mean and deviation) → Conv2d 3×3 (64) → LeakyReLU 0.2 →
@@ -1079,10 +1086,9 @@ class TGAN(nd.VideoGAN):
         apart by their shape) and measure the features' per-channel mean and deviation on
         those frames. With ``fake`` videos, one random frame of each joins the step as
         :func:`contrastive_loss`'s fakes. With ``learns`` false, only keep the frame."""
-        b, _, t = real.shape[:3]
-        chosen = torch.randint(0, t, (b,), generator=rng).to(real.device)
+        b = real.shape[0]
         slots = (self.real_frames_seen + torch.arange(b, device=real.device)) % self.REAL_FRAMES
-        self.real_frames[slots] = real[torch.arange(b, device=real.device), :, chosen]
+        self.real_frames[slots] = _one_frame_of_each(real, rng)
         self.real_frames_seen += b
         kept = int(min(self.real_frames_seen.item(), self.REAL_FRAMES))
         if not learns or kept < self.ENCODER_BATCH:
@@ -1091,10 +1097,7 @@ class TGAN(nd.VideoGAN):
         frames = self.real_frames[drawn.to(real.device)]
         self.frame_encoder.requires_grad_(True)
         try:
-            fakes = None
-            if fake is not None:
-                pick = torch.randint(0, t, (fake.shape[0],), generator=rng).to(fake.device)
-                fakes = fake[torch.arange(fake.shape[0], device=fake.device), :, pick]
+            fakes = None if fake is None else _one_frame_of_each(fake, rng)
             loss = contrastive_loss(self.frame_encoder, frames, rng, fakes=fakes)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
