@@ -24,6 +24,7 @@ from ndevgan_plugins.tgan import (
     TGANConfig,
     augment_videos,
     contrastive_loss,
+    mmd_squared,
     pixel_differences,
     shape_code_of,
 )
@@ -628,6 +629,114 @@ def test_feature_critic_encoder_with_fakes_learns_from_one_frame_of_each_fake():
     # the 8 fakes (72 frames), then 64 for the standardisation, then the feature critic's
     # 2 frames of 8 videos, real, fake, and fake again for the generator
     assert seen[-6:] == [72, 72, 64, 16, 16, 16]
+
+
+def _mmd_by_sums(x, y, bandwidths=(0.25, 1.0, 4.0)):
+    points = [*x.tolist(), *y.tolist()]
+    n = len(x)
+    distance = [
+        [sum((a - b) ** 2 for a, b in zip(p, q, strict=True)) for q in points] for p in points
+    ]
+    off = sorted(distance[i][j] for i in range(len(points)) for j in range(len(points)) if i != j)
+    median = off[(len(off) - 1) // 2]
+
+    def k(i, j):
+        return sum(math.exp(-distance[i][j] / (2 * b * median)) for b in bandwidths) / 3
+
+    xs, ys = range(n), range(n, len(points))
+    within_x = sum(k(i, j) for i in xs for j in xs if i != j) / (n * (n - 1))
+    within_y = sum(k(i, j) for i in ys for j in ys if i != j) / (len(ys) * (len(ys) - 1))
+    across = sum(k(i, j) for i in xs for j in ys) / (n * len(ys))
+    return within_x + within_y - 2 * across
+
+
+def test_mmd_squared_matches_its_closed_form_and_the_sums_it_stands_for():
+    # two copies of p against two of q: the median squared distance is |p − q|², so every
+    # kernel across is exp(−1 / 2b) and every kernel within is 1
+    p, q = torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]])
+    value = mmd_squared(torch.cat([p, p]), torch.cat([q, q]))
+    expected = 2 - 2 * sum(math.exp(-1 / (2 * b)) for b in (0.25, 1.0, 4.0)) / 3
+    assert value.item() == pytest.approx(expected, rel=1e-6)
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64) + 1
+    assert mmd_squared(x, y).item() == pytest.approx(_mmd_by_sums(x, y), rel=1e-9)
+    # unbiased: near 0 for two samples of one distribution, not for a shifted one
+    same = mmd_squared(torch.randn(400, 4), torch.randn(400, 4))
+    shifted = mmd_squared(torch.randn(400, 4), torch.randn(400, 4) + 0.5)
+    assert abs(same.item()) < 0.01 < shifted.item()
+    # the gradient moves the first sample towards the second
+    moving = torch.randn(64, 2, requires_grad=True)
+    target = torch.randn(64, 2) + 3
+    before = mmd_squared(moving, target)
+    (grad,) = torch.autograd.grad(before, moving)
+    assert mmd_squared(moving.detach() - 0.5 * grad, target) < before
+    with pytest.raises(ValueError, match="at least 2 points in each sample, got 1 and 4"):
+        mmd_squared(x[:1], y)
+
+
+def test_feature_mmd_adds_its_weighted_discrepancy_to_the_generator_loss():
+    runs = {}
+    for weight in (0.0, 2.0):
+        gan = (
+            _small_tgan(feature_critic=2, feature_mmd=weight)
+            if weight
+            else _small_tgan(feature_critic=2)
+        )
+        opts = gan.configure_optimizers()
+        rng = torch.Generator().manual_seed(4)
+        data = torch.Generator().manual_seed(5)
+        metrics = [
+            gan.training_step(torch.rand(8, 3, 16, 32, 32, generator=data) * 2 - 1, s, opts, rng)
+            for s in range(8)
+        ]
+        runs[weight] = (gan, metrics)
+    (plain, plain_metrics), (matched, matched_metrics) = runs[0.0], runs[2.0]
+    # until 64 real frames are kept (the 8th step) there is nothing to match and the runs agree
+    assert all("mmd" not in m for m in plain_metrics + matched_metrics[:7])
+    for a, b in zip(plain_metrics[:7], matched_metrics[:7], strict=True):
+        assert a["loss_g"] == pytest.approx(b["loss_g"], abs=1e-6)
+    mmd = matched_metrics[7]["mmd"]
+    assert mmd > 0
+    assert matched_metrics[7]["loss_g"] == pytest.approx(
+        plain_metrics[7]["loss_g"] + 2.0 * mmd, abs=1e-5
+    )
+    # and its gradient reaches the generator's weights
+    assert any(
+        not torch.allclose(a, b)
+        for a, b in zip(plain.generator.parameters(), matched.generator.parameters(), strict=True)
+    )
+    with pytest.raises(ConfigError, match="feature_mmd: 1.0 needs a feature critic"):
+        build_config(TGANConfig, {"feature_mmd": 1.0}, "backbone.tgan")
+    with pytest.raises(ConfigError, match="feature_mmd"):
+        build_config(TGANConfig, {"feature_critic": 1, "feature_mmd": -1.0}, "backbone.tgan")
+
+
+def test_video_mmd_adds_the_discrepancy_of_the_video_critics_features_to_the_generator_loss():
+    real = torch.rand(8, 3, 16, 32, 32, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    gans, metrics = {}, {}
+    for weight in (0.0, 3.0):
+        gan = _small_tgan(video_mmd=weight) if weight else _small_tgan()
+        opts = gan.configure_optimizers()
+        metrics[weight] = gan.training_step(real, 0, opts, torch.Generator().manual_seed(4))
+        gans[weight] = gan
+    assert "video_mmd" not in metrics[0.0]
+    mmd = metrics[3.0]["video_mmd"]
+    # the fakes' and the real batch's last features of the (updated) video critic
+    critic = gans[3.0].discriminators["video"]
+    with torch.no_grad():
+        real_features = critic.last_features(real).flatten(1)
+    assert real_features.shape == (8, 16 * 2 * 4 * 4)
+    assert mmd > 0
+    assert metrics[3.0]["loss_g"] == pytest.approx(metrics[0.0]["loss_g"] + 3.0 * mmd, abs=1e-5)
+    assert metrics[3.0]["loss_d"] == metrics[0.0]["loss_d"]
+    assert any(
+        not torch.allclose(a, b)
+        for a, b in zip(
+            gans[0.0].generator.parameters(), gans[3.0].generator.parameters(), strict=True
+        )
+    )
+    with pytest.raises(ConfigError, match="video_mmd"):
+        build_config(TGANConfig, {"video_mmd": -1.0}, "backbone.tgan")
 
 
 def test_feature_encoder_every_learns_at_every_nth_step_and_keeps_frames_at_each():

@@ -51,6 +51,8 @@ EDGES_DECAY = [*SPRITE_DARK, "backbone.tgan.critic_edges=2", "run.lr_decay=0.5"]
 # also from the critic step's fakes, held together apart from the real frames (ContraD's)
 FEATURES_ALWAYS = [*EDGES_DECAY, "backbone.tgan.feature_encoder_steps=1000000"]
 FEATURES_CONTRAD = [*FEATURES_ALWAYS, "backbone.tgan.feature_encoder_fakes=true"]
+CONTRAD4 = [*FEATURES_CONTRAD, "backbone.tgan.feature_critic=4"]
+"""Session 23's ``features4-contrad``, on which session 24's variants build."""
 DARK_POLAR24 = [*DARK_POLAR, "backbone.tgan.sprite_outline_angles=24"]
 NS_R1_ADAM = [
     "backbone.tgan.loss=nonsaturating",
@@ -352,12 +354,28 @@ VARIANTS: dict[str, list[str]] = {
     "features4": [*EDGES_DECAY, "backbone.tgan.feature_critic=4"],
     # session 23: the same critic with FEATURES_ALWAYS's and FEATURES_CONTRAD's encoders
     "features4-always": [*FEATURES_ALWAYS, "backbone.tgan.feature_critic=4"],
-    "features4-contrad": [*FEATURES_CONTRAD, "backbone.tgan.feature_critic=4"],
+    "features4-contrad": CONTRAD4,
     "features8-contrad": [*FEATURES_CONTRAD, "backbone.tgan.feature_critic=8"],
     "features4-contrad-every2": [
         *FEATURES_CONTRAD,
         "backbone.tgan.feature_critic=4",
         "backbone.tgan.feature_encoder_every=2",
+    ],
+    # session 24: the generator also matches the spread of the kept real frames over the
+    # ContraD encoder's contrastive space (feature_mmd) and of the batch's real videos over the
+    # video critic's last features (video_mmd)
+    "features4-contrad-mmd10": [*CONTRAD4, "backbone.tgan.feature_mmd=10"],
+    "features4-contrad-mmd30": [*CONTRAD4, "backbone.tgan.feature_mmd=30"],
+    "features4-contrad-mmd100": [*CONTRAD4, "backbone.tgan.feature_mmd=100"],
+    "features4-contrad-mmd10-video10": [
+        *CONTRAD4,
+        "backbone.tgan.feature_mmd=10",
+        "backbone.tgan.video_mmd=10",
+    ],
+    "features4-contrad-mmd30-video10": [
+        *CONTRAD4,
+        "backbone.tgan.feature_mmd=30",
+        "backbone.tgan.video_mmd=10",
     ],
     # the demo as shipped: whatever the tiny preset and demo config say now
     "demo": [],
@@ -366,6 +384,10 @@ VARIANTS: dict[str, list[str]] = {
     "demo-ode2": ["temporal.ode.order=2"],
     "demo-ode3": ["temporal.ode.order=3"],
     "demo-sde": ["plugins.temporal=temporal.sde"],
+    # session 24: the demo with video_mmd alone (no feature critic: its cost is one more pass
+    # of the real batch through the video critic)
+    "demo-video10": ["backbone.tgan.video_mmd=10"],
+    "demo-video30": ["backbone.tgan.video_mmd=30"],
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 import torch
@@ -285,6 +285,24 @@ class TGANConfig:
         "(ContraD's supervised term), so that while it learns it keeps telling what the "
         "generator draws from the data; false: real frames only",
     )
+    feature_mmd: float = option(
+        0.0,
+        "feature_critic: the generator's loss also adds this weight times the squared maximum "
+        "mean discrepancy between its frames' and kept real frames' encoder features (their "
+        "maximum over the frame, normalised: the contrastive space), so the fakes' shapes must "
+        "be spread over that space as the data's are, not only be hard to tell from them; 0: "
+        "none",
+        non_negative,
+    )
+    video_mmd: float = option(
+        0.0,
+        "the generator's loss also adds this weight times the squared maximum mean "
+        "discrepancy between its videos' and the batch's real videos' last features of the "
+        "video critic (MMD-GAN's, with the critic's features as the kernel's space), so the "
+        "fakes' motions must be spread as the data's are, not only be hard to tell from them; "
+        "0: none, the paper",
+        non_negative,
+    )
     loss: str = option(
         "wgan",
         "wgan (the paper: critic E[D(fake)] − E[D(real)], G −E[D(fake)]), hinge (critic "
@@ -494,6 +512,11 @@ class TGANConfig:
         if self.feature_encoder_fakes and not self.feature_critic:
             raise ConfigError(
                 "feature_encoder_fakes: true needs a feature critic (feature_critic of at "
+                "least 1), got feature_critic = 0"
+            )
+        if self.feature_mmd and not self.feature_critic:
+            raise ConfigError(
+                f"feature_mmd: {self.feature_mmd} needs a feature critic (feature_critic of at "
                 "least 1), got feature_critic = 0"
             )
         if self.frame_critic > self.frames:
@@ -831,7 +854,12 @@ class Critic(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """video (B, 3, T, H, W) (or frames (B, 3, H, W)) → scores (B,), and with
         ``with_code`` also the code head's logits (B, code_values)."""
-        features = self.last_features(video)
+        return self.score_features(self.last_features(video), with_code)
+
+    def score_features(
+        self, features: torch.Tensor, with_code: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`last_features` → what :meth:`forward` returns."""
         logits = None
         if with_code:
             if self.code_head is None:
@@ -892,7 +920,7 @@ def contrastive_loss(
         shifted = augment_videos(both.unsqueeze(2), "translation", rng).squeeze(2)
         order = torch.argsort(torch.rand(n, 3, generator=rng), dim=1).to(both.device)
         swapped = torch.gather(shifted, 1, order[:, :, None, None].expand_as(shifted))
-        return F.normalize(encoder(swapped).amax((2, 3)), dim=1)
+        return contrastive_embedding(encoder(swapped))
 
     first, second = view(), view()
     similarity = first[:b] @ second[:b].T / temperature
@@ -911,6 +939,38 @@ def contrastive_loss(
     positive[rows, itself] = False
     supervised = -(log_p.masked_fill(~positive, 0).sum(1) / positive.sum(1)).mean()
     return loss + supervised
+
+
+def contrastive_embedding(features: torch.Tensor) -> torch.Tensor:
+    """Encoder features (B, C, h, w) → the space :func:`contrastive_loss` shapes: each
+    channel's maximum over the frame, normalised to unit length (B, C)."""
+    return F.normalize(features.amax((2, 3)), dim=1)
+
+
+MMD_BANDWIDTHS = (0.25, 1.0, 4.0)
+""":func:`mmd_squared`'s Gaussian kernels, as multiples of the median squared distance."""
+
+
+def mmd_squared(
+    x: torch.Tensor, y: torch.Tensor, bandwidths: tuple[float, ...] = MMD_BANDWIDTHS
+) -> torch.Tensor:
+    """The unbiased estimate of the squared maximum mean discrepancy between the samples ``x``
+    (N, D) and ``y`` (M, D), N, M ≥ 2: mean k(x, x') + mean k(y, y') − 2 mean k(x, y) over
+    distinct pairs, with k the average of Gaussian kernels exp(−d² / (2 b m)) for each b in
+    ``bandwidths`` and m the median squared distance between distinct points of both samples
+    (taken as a constant: the median heuristic)."""
+    n, m = x.shape[0], y.shape[0]
+    if n < 2 or m < 2:
+        raise ValueError(f"mmd_squared needs at least 2 points in each sample, got {n} and {m}")
+    both = torch.cat([x, y])
+    squared = torch.cdist(both, both).square()
+    distinct = ~torch.eye(n + m, dtype=torch.bool, device=both.device)
+    median = squared.detach()[distinct].median().clamp(min=1e-12)
+    kernel = sum(torch.exp(-squared / (2 * b * median)) for b in bandwidths) / len(bandwidths)
+    kernel = kernel.masked_fill(~distinct, 0.0)
+    within_x = kernel[:n, :n].sum() / (n * (n - 1))
+    within_y = kernel[n:, n:].sum() / (m * (m - 1))
+    return within_x + within_y - 2 * kernel[:n, n:].mean()
 
 
 def _one_frame_of_each(videos: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -941,6 +1001,15 @@ IMAGE_GENERATORS: dict[str, type[nd.ImageGenerator]] = {
     "convolutional": ImageGenerator,
     "sprite": SpriteImageGenerator,
 }
+
+
+class _Scored(NamedTuple):
+    """What :meth:`TGAN._score` returns for one batch of videos."""
+
+    scores: list[torch.Tensor]
+    code_loss: torch.Tensor | None
+    embedded: torch.Tensor | None
+    video_features: torch.Tensor
 
 
 class TGAN(nd.VideoGAN):
@@ -1027,8 +1096,10 @@ class TGAN(nd.VideoGAN):
             feature_picks = torch.randperm(real.shape[2], generator=rng)[: c.feature_critic]
         picks = (frame_picks, feature_picks)
         augment = c.critic_augment
-        scores_real, _ = self._score(augment_videos(real, augment, rng), picks)
-        scores_fake, code_loss = self._score(augment_videos(fake.detach(), augment, rng), picks, z)
+        scores_real = self._score(augment_videos(real, augment, rng), picks).scores
+        scores_fake, code_loss, _, _ = self._score(
+            augment_videos(fake.detach(), augment, rng), picks, z
+        )
         loss_d = sum(
             (self._critic_loss(r, f) for r, f in zip(scores_real, scores_fake, strict=True)),
             start=torch.zeros((), device=real.device),
@@ -1048,11 +1119,26 @@ class TGAN(nd.VideoGAN):
             if not reuse:
                 z = g.sample_z(b, rng, real.device)
                 fake = g(z, generator=rng)
-            scores_fake_g, code_loss = self._score(augment_videos(fake, augment, rng), picks, z)
+            scores_fake_g, code_loss, embedded, video_features = self._score(
+                augment_videos(fake, augment, rng), picks, z
+            )
             loss_g = sum(
                 (self._generator_loss(scores) for scores in scores_fake_g),
                 start=torch.zeros((), device=real.device),
             )
+            if c.feature_mmd and embedded is not None:
+                kept_real = self._kept_real_embeddings(rng)
+                if kept_real is not None:
+                    mmd = mmd_squared(embedded, kept_real)
+                    figures["mmd"] = mmd.item()
+                    loss_g = loss_g + c.feature_mmd * mmd
+            if c.video_mmd:
+                with torch.no_grad():
+                    critic = self.discriminators["video"]
+                    real_features = critic.last_features(augment_videos(real, augment, rng))
+                mmd = mmd_squared(video_features.flatten(1), real_features.flatten(1))
+                figures["video_mmd"] = mmd.item()
+                loss_g = loss_g + c.video_mmd * mmd
             if code_loss is not None:
                 figures["code_g"] = code_loss.item()
                 loss_g = loss_g + c.shape_code_weight * code_loss
@@ -1116,28 +1202,43 @@ class TGAN(nd.VideoGAN):
         video: torch.Tensor,
         picks: tuple[torch.Tensor | None, torch.Tensor | None],
         z: torch.Tensor | None = None,
-    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    ) -> _Scored:
         """Scores of every critic: the video critic's, then the frame critic's of the
-        first ``picks`` frames of each video, then the feature critic's of the second's; and,
-        with a shape code and the fakes' latents ``z``, the code head's cross-entropy against
-        their codes (else None)."""
+        first ``picks`` frames of each video, then the feature critic's of the second's; with
+        a shape code and the fakes' latents ``z``, the code head's cross-entropy against
+        their codes; the feature critic's frames' :func:`contrastive_embedding`; and the
+        video critic's last features."""
         frame_picks, feature_picks = picks
-        code_loss = None
+        code_loss = embedded = None
+        video_critic = self.discriminators["video"]
+        video_features = video_critic.last_features(video)
         if self.config.shape_code and z is not None:
-            video_scores, logits = self.discriminators["video"](video, with_code=True)
+            video_scores, logits = video_critic.score_features(video_features, with_code=True)
             code_loss = F.cross_entropy(logits, shape_code_of(z, self.config.shape_code))
             scores = [video_scores]
         else:
-            scores = [self.discriminators["video"](video)]
+            scores = [video_critic.score_features(video_features)]
         if frame_picks is not None:
             frames = video[:, :, frame_picks.to(video.device)].transpose(1, 2)
             scores.append(self.discriminators["frame"](frames.flatten(0, 1)))
         if feature_picks is not None:
             frames = video[:, :, feature_picks.to(video.device)].transpose(1, 2)
             features = self.frame_encoder(frames.flatten(0, 1))
+            embedded = contrastive_embedding(features)
             features = (features - self.feature_mean) / self.feature_std
             scores.append(self.discriminators["features"](features))
-        return scores, code_loss
+        return _Scored(scores, code_loss, embedded, video_features)
+
+    def _kept_real_embeddings(self, rng: torch.Generator) -> torch.Tensor | None:
+        """:attr:`ENCODER_BATCH` random kept real frames' :func:`contrastive_embedding`
+        (constants), or None while fewer are kept."""
+        kept = int(min(self.real_frames_seen.item(), self.REAL_FRAMES))
+        if kept < self.ENCODER_BATCH:
+            return None
+        drawn = torch.randperm(kept, generator=rng)[: self.ENCODER_BATCH]
+        with torch.no_grad():
+            frames = self.real_frames[drawn.to(self.real_frames.device)]
+            return contrastive_embedding(self.frame_encoder(frames))
 
     def _critic_loss(self, scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
         if self.config.loss == "hinge":
