@@ -725,7 +725,11 @@ def test_video_mmd_adds_the_discrepancy_of_the_video_critics_features_to_the_gen
     critic = gans[3.0].discriminators["video"]
     with torch.no_grad():
         real_features = critic.last_features(real).flatten(1)
+        scores, logits, returned = critic(real, with_features=True)
     assert real_features.shape == (8, 16 * 2 * 4 * 4)
+    assert logits is None
+    assert torch.equal(returned.flatten(1), real_features)
+    assert torch.equal(scores, critic(real))
     assert mmd > 0
     assert metrics[3.0]["loss_g"] == pytest.approx(metrics[0.0]["loss_g"] + 3.0 * mmd, abs=1e-5)
     assert metrics[3.0]["loss_d"] == metrics[0.0]["loss_d"]

@@ -850,16 +850,12 @@ class Critic(nn.Module):
         return self.features(video)
 
     def forward(
-        self, video: torch.Tensor, with_code: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        self, video: torch.Tensor, with_code: bool = False, with_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """video (B, 3, T, H, W) (or frames (B, 3, H, W)) → scores (B,), and with
-        ``with_code`` also the code head's logits (B, code_values)."""
-        return self.score_features(self.last_features(video), with_code)
-
-    def score_features(
-        self, features: torch.Tensor, with_code: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`last_features` → what :meth:`forward` returns."""
+        ``with_code`` also the code head's logits (B, code_values); with ``with_features``
+        the triple (scores, logits or None, :meth:`last_features`)."""
+        last = features = self.last_features(video)
         logits = None
         if with_code:
             if self.code_head is None:
@@ -874,6 +870,8 @@ class Critic(nn.Module):
         scores = self.score(features).flatten()
         if peak_score is not None:
             scores = scores + peak_score
+        if with_features:
+            return scores, logits, last
         return scores if logits is None else (scores, logits)
 
 
@@ -1134,8 +1132,9 @@ class TGAN(nd.VideoGAN):
                     loss_g = loss_g + c.feature_mmd * mmd
             if c.video_mmd:
                 with torch.no_grad():
-                    critic = self.discriminators["video"]
-                    real_features = critic.last_features(augment_videos(real, augment, rng))
+                    real_features = self.discriminators["video"](
+                        augment_videos(real, augment, rng), with_features=True
+                    )[2]
                 mmd = mmd_squared(video_features.flatten(1), real_features.flatten(1))
                 figures["video_mmd"] = mmd.item()
                 loss_g = loss_g + c.video_mmd * mmd
@@ -1210,14 +1209,13 @@ class TGAN(nd.VideoGAN):
         video critic's last features."""
         frame_picks, feature_picks = picks
         code_loss = embedded = None
-        video_critic = self.discriminators["video"]
-        video_features = video_critic.last_features(video)
-        if self.config.shape_code and z is not None:
-            video_scores, logits = video_critic.score_features(video_features, with_code=True)
+        with_code = bool(self.config.shape_code and z is not None)
+        video_scores, logits, video_features = self.discriminators["video"](
+            video, with_code=with_code, with_features=True
+        )
+        if with_code:
             code_loss = F.cross_entropy(logits, shape_code_of(z, self.config.shape_code))
-            scores = [video_scores]
-        else:
-            scores = [video_critic.score_features(video_features)]
+        scores = [video_scores]
         if frame_picks is not None:
             frames = video[:, :, frame_picks.to(video.device)].transpose(1, 2)
             scores.append(self.discriminators["frame"](frames.flatten(0, 1)))
