@@ -387,7 +387,6 @@ VARIANTS: dict[str, list[str]] = {
     # session 24: the demo with video_mmd alone (no feature critic: its cost is one more pass
     # of the real batch through the video critic)
     "demo-video10": ["backbone.tgan.video_mmd=10"],
-    "demo-video30": ["backbone.tgan.video_mmd=30"],
 }
 
 

@@ -1175,11 +1175,9 @@ class TGAN(nd.VideoGAN):
         slots = (self.real_frames_seen + torch.arange(b, device=real.device)) % self.REAL_FRAMES
         self.real_frames[slots] = _one_frame_of_each(real, rng)
         self.real_frames_seen += b
-        kept = int(min(self.real_frames_seen.item(), self.REAL_FRAMES))
-        if not learns or kept < self.ENCODER_BATCH:
+        frames = self._draw_kept_real_frames(rng) if learns else None
+        if frames is None:
             return float("nan")
-        drawn = torch.randperm(kept, generator=rng)[: self.ENCODER_BATCH]
-        frames = self.real_frames[drawn.to(real.device)]
         self.frame_encoder.requires_grad_(True)
         try:
             fakes = None if fake is None else _one_frame_of_each(fake, rng)
@@ -1227,15 +1225,20 @@ class TGAN(nd.VideoGAN):
             scores.append(self.discriminators["features"](features))
         return _Scored(scores, code_loss, embedded, video_features)
 
-    def _kept_real_embeddings(self, rng: torch.Generator) -> torch.Tensor | None:
-        """:attr:`ENCODER_BATCH` random kept real frames' :func:`contrastive_embedding`
-        (constants), or None while fewer are kept."""
+    def _draw_kept_real_frames(self, rng: torch.Generator) -> torch.Tensor | None:
+        """:attr:`ENCODER_BATCH` random frames of those kept, or None while fewer are kept."""
         kept = int(min(self.real_frames_seen.item(), self.REAL_FRAMES))
         if kept < self.ENCODER_BATCH:
             return None
         drawn = torch.randperm(kept, generator=rng)[: self.ENCODER_BATCH]
+        return self.real_frames[drawn.to(self.real_frames.device)]
+
+    def _kept_real_embeddings(self, rng: torch.Generator) -> torch.Tensor | None:
+        """:meth:`_draw_kept_real_frames`' :func:`contrastive_embedding` (constants), or None."""
+        frames = self._draw_kept_real_frames(rng)
+        if frames is None:
+            return None
         with torch.no_grad():
-            frames = self.real_frames[drawn.to(self.real_frames.device)]
             return contrastive_embedding(self.frame_encoder(frames))
 
     def _critic_loss(self, scores_real: torch.Tensor, scores_fake: torch.Tensor) -> torch.Tensor:
